@@ -1,0 +1,18 @@
+"""Backends by AET: the one place that knows which backend kind serves a configured AET."""
+from __future__ import annotations
+
+from dicomrst.backends.base import Backend
+from dicomrst.config import Config, DimseAetConfig
+
+
+def build_backends(config: Config) -> dict[str, Backend]:
+    from dicomrst.backends.dimse import DimseBackend
+    from dicomrst.backends.s3 import S3Backend
+
+    backends: dict[str, Backend] = {}
+    for entry in config.aets:
+        if isinstance(entry, DimseAetConfig):
+            backends[entry.aet] = DimseBackend(entry, calling_aet=config.server.aet)
+        else:
+            backends[entry.aet] = S3Backend(entry)
+    return backends

@@ -1,0 +1,3 @@
+from dicomrst.backends.dimse.backend import DimseBackend
+
+__all__ = ["DimseBackend"]

@@ -1,0 +1,89 @@
+"""Opening, classifying and always closing an association with a PACS.
+
+The failure of an association request is turned into the error the client deserves: a PACS that
+cannot be reached is unavailable (503), one that accepts the connection and then says nothing has
+timed out (504), one that rejects us answers wrongly (502).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pynetdicom import AE, Association, evt
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+
+from dicomrst.backends.base import BackendProtocolError, BackendTimeout, BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The PACS at the other end: its AE title and address, and who we say we are."""
+
+    called_aet: str
+    host: str
+    port: int
+    calling_aet: str
+
+    def __str__(self) -> str:
+        return f"{self.called_aet}@{self.host}:{self.port}"
+
+
+@contextmanager
+def open_association(
+    peer: Peer,
+    sop_classes: Sequence[str],
+    timeout_seconds: float,
+    extended_negotiation: Sequence[SOPClassExtendedNegotiation] = (),
+) -> Iterator[Association]:
+    """An established association for the block, released after it or aborted if it raised.
+
+    ``timeout_seconds`` bounds the TCP connect, the association negotiation and each DIMSE response.
+    A client that goes away mid-response closes the generator using this, which aborts here too.
+    """
+    ae = AE(ae_title=peer.calling_aet)
+    ae.connection_timeout = timeout_seconds
+    ae.acse_timeout = timeout_seconds
+    ae.dimse_timeout = timeout_seconds
+    ae.network_timeout = timeout_seconds * 2
+    for sop_class in sop_classes:
+        ae.add_requested_context(sop_class)
+
+    connected: list[bool] = []
+    started = time.monotonic()
+    association = ae.associate(
+        peer.host,
+        peer.port,
+        ae_title=peer.called_aet,
+        ext_neg=list(extended_negotiation) or None,
+        evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True))],
+    )
+    if not association.is_established:
+        raise _association_failure(peer, association, bool(connected), time.monotonic() - started, timeout_seconds)
+    log.debug("association open with %s", peer)
+    try:
+        yield association
+    except BaseException:
+        association.abort()
+        log.debug("association with %s aborted", peer)
+        raise
+    association.release()
+    if not association.is_released:
+        association.abort()
+    log.debug("association with %s released", peer)
+
+
+def _association_failure(
+    peer: Peer, association: Association, connected: bool, elapsed: float, timeout_seconds: float
+) -> Exception:
+    if not connected:
+        return BackendUnavailable(f"cannot connect to PACS {peer}")
+    if association.is_rejected:
+        return BackendProtocolError(f"PACS {peer} rejected the association")
+    if elapsed >= timeout_seconds * 0.9:
+        return BackendTimeout(f"PACS {peer} did not answer the association request within {timeout_seconds:g} s")
+    return BackendUnavailable(f"PACS {peer} closed the connection during association")

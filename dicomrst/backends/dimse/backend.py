@@ -1,0 +1,55 @@
+"""A PACS spoken to with DIMSE: the Backend interface over pynetdicom."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydicom import Dataset
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+
+from dicomrst.backends.base import Backend, BackendError, Health
+from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.backends.dimse.echo import VERIFICATION, echo
+from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
+from dicomrst.backends.dimse.slots import AssociationSlots, default_slot_directory
+from dicomrst.config import DimseAetConfig
+from dicomrst.dicomweb.query import QidoQuery
+
+
+class DimseBackend(Backend):
+    def __init__(self, config: DimseAetConfig, calling_aet: str) -> None:
+        self.config = config
+        self.aet = config.aet
+        self.peer = Peer(called_aet=config.aet, host=config.host, port=config.port, calling_aet=calling_aet)
+        self.slots = AssociationSlots(default_slot_directory(config.aet, config.host, config.port), config.pool.size)
+
+    @property
+    def _pool_timeout(self) -> float:
+        return self.config.pool.timeout / 1000
+
+    def health(self) -> Health:
+        timeout = self.config.qido_rs.timeout / 1000
+        try:
+            with self.slots.hold(self._pool_timeout), open_association(
+                self.peer, [VERIFICATION], timeout
+            ) as association:
+                echo(association)
+        except BackendError as error:
+            return Health(False, str(error))
+        return Health(True, f"C-ECHO to {self.peer} succeeded")
+
+    def search(self, query: QidoQuery) -> Iterator[Dataset]:
+        timeout = self.config.qido_rs.timeout / 1000
+        with self.slots.hold(self._pool_timeout):
+            with open_association(
+                self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
+            ) as association:
+                yield from find(association, query.identifier, timeout)
+
+
+def _query_options(fuzzy_matching: bool) -> SOPClassExtendedNegotiation:
+    """PS3.4 C.5.1.1.1: ask for relational queries (needed for /series and /instances without a
+    study) and, when the client asked, fuzzy semantic matching of person names."""
+    item = SOPClassExtendedNegotiation()
+    item.sop_class_uid = STUDY_ROOT_FIND
+    item.service_class_application_information = bytes([1, 0, 1 if fuzzy_matching else 0])
+    return item

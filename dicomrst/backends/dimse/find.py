@@ -1,0 +1,45 @@
+"""C-FIND as an iterator of matches, with PS3.4 C.4.1.1.4 statuses turned into typed errors."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from pydicom import Dataset
+from pynetdicom import Association
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from dicomrst.backends.base import BackendProtocolError, BackendTimeout
+
+STUDY_ROOT_FIND = StudyRootQueryRetrieveInformationModelFind.uid
+
+_PENDING = (0xFF00, 0xFF01)
+_SUCCESS = 0x0000
+_CANCELLED = 0xFE00
+
+
+def find(association: Association, identifier: Dataset, timeout_seconds: float) -> Iterator[Dataset]:
+    """Yield each match of a Study Root C-FIND until the PACS reports the query complete."""
+    if not any(c.abstract_syntax == STUDY_ROOT_FIND for c in association.accepted_contexts):
+        raise BackendProtocolError("the PACS does not offer Study Root C-FIND")
+    waited_since = time.monotonic()
+    for status, match in association.send_c_find(identifier, STUDY_ROOT_FIND):
+        if "Status" not in status:
+            raise _no_response(waited_since, timeout_seconds)
+        code = int(status.Status)
+        if code in _PENDING:
+            if match is None:
+                raise BackendProtocolError("the PACS sent a C-FIND match that could not be decoded")
+            yield match
+            waited_since = time.monotonic()
+        elif code in (_SUCCESS, _CANCELLED):
+            return
+        else:
+            comment = status.get("ErrorComment", "")
+            raise BackendProtocolError(f"C-FIND failed with status 0x{code:04X}" + (f": {comment}" if comment else ""))
+
+
+def _no_response(waited_since: float, timeout_seconds: float) -> Exception:
+    # pynetdicom yields an empty status both on a DIMSE timeout and when the peer aborts.
+    if time.monotonic() - waited_since >= timeout_seconds * 0.9:
+        return BackendTimeout(f"the PACS sent no C-FIND response within {timeout_seconds:g} s")
+    return BackendProtocolError("the PACS aborted the association during C-FIND")

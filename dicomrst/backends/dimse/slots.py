@@ -1,0 +1,75 @@
+"""A limit on concurrent associations to one PACS, shared by every gunicorn worker on this host.
+
+``pool.size`` promises the PACS at most that many associations from the gateway, whatever the number of
+worker processes. Each slot is a lock file; holding an exclusive ``flock`` on it is holding the slot.
+The kernel drops the lock when the holder's file is closed, so a worker that dies never leaks a slot.
+Locks on separately opened files conflict even within one process, so greenlets of the same worker
+compete for slots like processes do.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dicomrst.backends.base import BackendBusy
+
+_POLL_SECONDS = 0.01
+
+
+def default_slot_directory(aet: str, host: str, port: int) -> Path:
+    """The folder of one PACS's slots; the same for every process that talks to that PACS."""
+    key = f"{aet}@{host}:{port}"
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"dicomrst-{os.getuid()}" / "associations" / f"{readable}-{digest}"
+
+
+class AssociationSlots:
+    def __init__(self, directory: Path, size: int) -> None:
+        self.directory = directory
+        self.size = size
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def hold(self, timeout_seconds: float) -> Iterator[int]:
+        """Hold one slot for the duration of the block; BackendBusy when none frees up in time."""
+        descriptor, slot = self._acquire(timeout_seconds)
+        try:
+            yield slot
+        finally:
+            os.close(descriptor)
+
+    def _acquire(self, timeout_seconds: float) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            held = self._try_any()
+            if held is not None:
+                return held
+            if time.monotonic() >= deadline:
+                raise BackendBusy(
+                    f"all {self.size} associations to this PACS are in use; none came free within "
+                    f"{timeout_seconds:g} s"
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _try_any(self) -> tuple[int, int] | None:
+        # Starting at a random slot keeps contenders from all probing slot 0 first.
+        start = random.randrange(self.size)
+        for offset in range(self.size):
+            slot = (start + offset) % self.size
+            descriptor = os.open(self.directory / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                continue
+            return descriptor, slot
+        return None

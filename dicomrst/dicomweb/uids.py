@@ -1,0 +1,26 @@
+"""UIDs as they enter from a URL: validated before anything (a C-FIND key, an S3 key, a file name,
+a URL) is built from them."""
+from __future__ import annotations
+
+import re
+
+# Leading zeros in a component are invalid per PS3.5 but occur in real archives; refusing them would
+# make such instances unreachable, and they are as safe to build keys from.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MAX_UID_LENGTH = 64
+
+
+class InvalidUID(ValueError):
+    pass
+
+
+def is_valid_uid(value: str) -> bool:
+    """PS3.5 9.1: digit components separated by dots, at most 64 characters."""
+    return len(value) <= MAX_UID_LENGTH and _UID.match(value) is not None
+
+
+def checked_uid(value: str, name: str) -> str:
+    if not is_valid_uid(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidUID(f"{name} {shown!r} is not a valid UID (digits and dots, at most 64 characters)")
+    return value

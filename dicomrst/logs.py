@@ -1,0 +1,14 @@
+"""Logging set from ``telemetry.level``."""
+from __future__ import annotations
+
+import logging
+
+
+def configure_logging(level: str) -> None:
+    numeric = logging.DEBUG if level == "TRACE" else getattr(logging, level, logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    logging.getLogger("dicomrst").setLevel(numeric)
+    # pynetdicom narrates every association at INFO; that detail belongs to DEBUG here.
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING)

@@ -1,0 +1,97 @@
+"""Backend errors and bad requests turned into PS3.18 statuses with a short JSON body."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from dicomrst.backends.base import (
+    BackendBusy,
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    NotFound,
+    NotSupported,
+)
+from dicomrst.dicomweb.media import BadAcceptHeader, NotAcceptable
+from dicomrst.dicomweb.query import QueryError
+from dicomrst.dicomweb.uids import InvalidUID
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: tuple[tuple[type[BackendError], int], ...] = (
+    (NotFound, 404),
+    (NotSupported, 501),
+    (BackendProtocolError, 502),
+    (BackendBusy, 503),
+    (BackendUnavailable, 503),
+    (BackendTimeout, 504),
+)
+
+
+def error_response(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def status_for(error: BackendError) -> int:
+    return next((status for kind, status in _STATUS_BY_ERROR if isinstance(error, kind)), 502)
+
+
+def _backend_error(error: BackendError) -> Response:
+    status = status_for(error)
+    log.warning("%s %s -> %d: %s", request.method, request.path, status, error)
+    response = error_response(status, str(error))
+    if isinstance(error, BackendBusy):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _bad_request(error: Exception) -> Response:
+    return error_response(400, str(error))
+
+
+def _not_acceptable(error: NotAcceptable) -> Response:
+    return error_response(406, str(error))
+
+
+def _http_error(error: HTTPException) -> Response:
+    if error.code == 404:
+        return error_response(404, _not_found_message())
+    response = error_response(error.code or 500, error.description or error.name)
+    for name, value in error.get_headers():
+        if name.lower() == "allow":
+            response.headers[name] = value
+    return response
+
+
+def _not_found_message() -> str:
+    aet = _aet_in_path()
+    if aet is not None and aet not in current_app.extensions["dicomrst.backends"]:
+        return f"unknown AET {aet!r}"
+    return f"no such resource: {request.path}"
+
+
+def _aet_in_path() -> str | None:
+    prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"
+    if not request.path.startswith(prefix):
+        return None
+    return request.path[len(prefix):].split("/", 1)[0] or None
+
+
+def _unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal error; the gateway log has the details")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(BackendError, _backend_error)
+    app.register_error_handler(QueryError, _bad_request)
+    app.register_error_handler(InvalidUID, _bad_request)
+    app.register_error_handler(BadAcceptHeader, _bad_request)
+    app.register_error_handler(NotAcceptable, _not_acceptable)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,106 @@
+"""QIDO-RS (PS3.18 10.6): the six search resources, streamed as the PACS answers."""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+
+from flask import Blueprint, Response, request
+from pydicom import Dataset
+
+from dicomrst.dicomweb.dicom_json import dataset_to_json, encode_json_array
+from dicomrst.dicomweb.media import QidoMediaType, negotiate_qido
+from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
+from dicomrst.dicomweb.query import QidoQuery, QueryLevel, parse_qido_query
+from dicomrst.dicomweb.uids import checked_uid, is_valid_uid
+from dicomrst.dicomweb.xml import dataset_to_xml
+from dicomrst.web.context import aet_root_url, backend_for
+from dicomrst.web.streaming import primed
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("qido", __name__)
+
+
+@blueprint.get("/<aet>/studies")
+def search_studies(aet: str) -> Response:
+    return _search(aet, QueryLevel.STUDY)
+
+
+@blueprint.get("/<aet>/studies/<study_uid>/series")
+def search_study_series(aet: str, study_uid: str) -> Response:
+    return _search(aet, QueryLevel.SERIES, study_uid=study_uid)
+
+
+@blueprint.get("/<aet>/series")
+def search_series(aet: str) -> Response:
+    return _search(aet, QueryLevel.SERIES)
+
+
+@blueprint.get("/<aet>/studies/<study_uid>/series/<series_uid>/instances")
+def search_series_instances(aet: str, study_uid: str, series_uid: str) -> Response:
+    return _search(aet, QueryLevel.IMAGE, study_uid=study_uid, series_uid=series_uid)
+
+
+@blueprint.get("/<aet>/studies/<study_uid>/instances")
+def search_study_instances(aet: str, study_uid: str) -> Response:
+    return _search(aet, QueryLevel.IMAGE, study_uid=study_uid)
+
+
+@blueprint.get("/<aet>/instances")
+def search_instances(aet: str) -> Response:
+    return _search(aet, QueryLevel.IMAGE)
+
+
+def _search(aet: str, level: QueryLevel, study_uid: str | None = None, series_uid: str | None = None) -> Response:
+    backend = backend_for(aet)
+    if study_uid is not None:
+        checked_uid(study_uid, "Study Instance UID")
+    if series_uid is not None:
+        checked_uid(series_uid, "Series Instance UID")
+    media_type = negotiate_qido(request.headers.get("Accept"))
+    query = parse_qido_query(level, request.args.items(multi=True), study_uid=study_uid, series_uid=series_uid)
+    matches = primed(_page(backend.search(query), query))
+    root = aet_root_url(aet)
+    with_urls = (_with_retrieve_url(match, root, level) for match in matches)
+    if media_type is QidoMediaType.JSON:
+        body = encode_json_array(dataset_to_json(match) for match in with_urls)
+        return Response(body, mimetype="application/dicom+json")
+    boundary = new_boundary()
+    parts = (dataset_to_xml(match) for match in with_urls)
+    return Response(
+        write_multipart(parts, "application/dicom+xml", boundary),
+        content_type=multipart_content_type("application/dicom+xml", boundary),
+    )
+
+
+def _page(matches: Iterator[Dataset], query: QidoQuery) -> Iterator[Dataset]:
+    """offset and limit, applied here since C-FIND cannot page; the rest of the C-FIND is cancelled
+    (by closing the association) once the page is full."""
+    stop = None if query.limit is None else query.offset + query.limit
+    try:
+        yield from itertools.islice(matches, query.offset, stop)
+    finally:
+        close = getattr(matches, "close", None)
+        if close is not None:
+            close()
+
+
+def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:
+    """RetrieveURL (0008,1190): where this gateway serves the match over WADO-RS."""
+    path = _retrieve_path(match, level)
+    if path is not None:
+        match.RetrieveURL = root + path
+    return match
+
+
+def _retrieve_path(match: Dataset, level: QueryLevel) -> str | None:
+    uids = [str(match.get("StudyInstanceUID", ""))]
+    if level in (QueryLevel.SERIES, QueryLevel.IMAGE):
+        uids.append(str(match.get("SeriesInstanceUID", "")))
+    if level is QueryLevel.IMAGE:
+        uids.append(str(match.get("SOPInstanceUID", "")))
+    if not all(is_valid_uid(uid) for uid in uids):
+        return None
+    segments: Iterable[str] = ("studies", "series", "instances")
+    return "".join(f"/{segment}/{uid}" for segment, uid in zip(segments, uids))

@@ -1,0 +1,23 @@
+"""gunicorn settings taken from the dicomrst config ($DICOMRST_CONFIG, default etc/dicomrst.yaml).
+
+Flags given on the command line (-b, -w, ...) override what is set here, as gunicorn does for any
+config file.
+"""
+import os
+
+from dicomrst.config import load_config
+
+_config = load_config()
+_http = _config.server.http
+
+worker_class = "gevent"
+bind = [f"{_http.interface}:{_http.port}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = 1000
+# gevent workers answer the heartbeat from their own greenlet, so this only catches a wedged worker.
+timeout = max(30, _http.request_timeout // 1000)
+graceful_timeout = _http.request_timeout // 1000 if _http.graceful_shutdown else 1
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = "debug" if _config.telemetry.level in ("DEBUG", "TRACE") else "info"

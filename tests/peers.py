@@ -1,0 +1,196 @@
+"""Real peers for the integration tests and benchmarks: Orthanc, the gateway under gunicorn, a PACS
+that never answers. Each runs on free loopback ports with its own temporary storage."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+ORTHANC_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+class PeerMissing(RuntimeError):
+    """A peer the tests need is not installed; CI must install it, so this fails rather than skips."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up within {timeout:g} s")
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Orthanc:
+    aet: str
+    dicom_port: int
+    http_port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def upload(self, part10: bytes) -> dict[str, Any]:
+        response = requests.post(f"{self.url}/instances", data=part10, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+    def start(self, modalities: Mapping[str, tuple[str, int]]) -> None:
+        if not Path(ORTHANC_BINARY).exists():
+            raise PeerMissing("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
+        if not Path(ORTHANC_DICOMWEB_PLUGIN).exists():
+            raise PeerMissing("Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
+        storage = self.directory / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "Name": "dicomrst-test",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": self.aet,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowMove": True,
+            "DicomAlwaysAllowGet": True,
+            "SyncStorageArea": False,
+            "StorageCompression": False,
+            "DicomModalities": {name: [name, host, port] for name, (host, port) in modalities.items()},
+            "Plugins": [ORTHANC_DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+            "HttpTimeout": 60,
+            "DicomScuTimeout": 30,
+        }
+        config_path = self.directory / "orthanc.json"
+        config_path.write_text(json.dumps(settings, indent=2))
+        log = open(self.directory / "orthanc.log", "wb")
+        # Orthanc (DCMTK) leaves Nagle on unless told, which stalls every C-STORE by ~40 ms.
+        environment = {**os.environ, "TCP_NODELAY": "1"}
+        self.process = subprocess.Popen([ORTHANC_BINARY, str(config_path)], stdout=log, stderr=log, env=environment)
+        wait_until(lambda: requests.get(f"{self.url}/system", timeout=1).ok, 30, "Orthanc")
+
+
+def start_orthanc(directory: Path, modalities: Mapping[str, tuple[str, int]] = {}, aet: str = "ORTHANC") -> Orthanc:
+    orthanc = Orthanc(aet=aet, dicom_port=free_port(), http_port=free_port(), directory=directory)
+    orthanc.start(modalities)
+    return orthanc
+
+
+@dataclass
+class Gateway:
+    """dicomrst under gunicorn with gevent workers, as it is deployed."""
+
+    config: dict[str, Any]
+    directory: Path
+    workers: int = 2
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "gateway.log"
+
+    def start(self) -> None:
+        config_path = self.directory / "dicomrst.yaml"
+        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
+        environment = {**os.environ, "DICOMRST_CONFIG": str(config_path)}
+        command = [sys.executable, "-m", "gunicorn", "-c", "etc/gunicorn.conf.py", "wsgi:app",
+                   "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers)]
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=log)
+        wait_until(lambda: requests.get(f"{self.url}/aets", timeout=1).ok, 30, "the gateway")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+def gateway_config(aets: Iterable[dict[str, Any]], **http: Any) -> dict[str, Any]:
+    return {
+        "telemetry": {"level": "INFO"},
+        "server": {
+            "aet": "DICOMRST-TEST",
+            "http": {"interface": "127.0.0.1", "port": 8080, **http},
+            "dimse": [{"aet": "DICOMRST-TEST", "interface": "127.0.0.1", "port": free_port()}],
+        },
+        "aets": list(aets),
+    }
+
+
+class SilentPacs:
+    """Accepts TCP connections and never says a word: the PACS that hangs."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self._connections.append(connection)
+
+    def close(self) -> None:
+        self._server.close()
+        for connection in self._connections:
+            connection.close()
