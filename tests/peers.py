@@ -34,9 +34,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(check: Any, timeout: float, what: str) -> None:
+def wait_until(check: Any, timeout: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
         try:
             if check():
                 return
@@ -105,6 +107,9 @@ class Orthanc:
             "DicomAlwaysAllowMove": True,
             "DicomAlwaysAllowGet": True,
             "SyncStorageArea": False,
+            # Orthanc answers C-FIND in its default encoding (Latin-1 unless told), whatever the
+            # request asks for; UTF-8 keeps ideographic names intact.
+            "DefaultEncoding": "Utf8",
             "StorageCompression": False,
             "DicomModalities": {name: [name, host, port] for name, (host, port) in modalities.items()},
             "Plugins": [ORTHANC_DICOMWEB_PLUGIN],
@@ -118,7 +123,7 @@ class Orthanc:
         # Orthanc (DCMTK) leaves Nagle on unless told, which stalls every C-STORE by ~40 ms.
         environment = {**os.environ, "TCP_NODELAY": "1"}
         self.process = subprocess.Popen([ORTHANC_BINARY, str(config_path)], stdout=log, stderr=log, env=environment)
-        wait_until(lambda: requests.get(f"{self.url}/system", timeout=1).ok, 30, "Orthanc")
+        wait_until(lambda: requests.get(f"{self.url}/system", timeout=1).ok, 30, "Orthanc", self.process)
 
 
 def start_orthanc(directory: Path, modalities: Mapping[str, tuple[str, int]] = {}, aet: str = "ORTHANC") -> Orthanc:
@@ -153,7 +158,7 @@ class Gateway:
                    "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers)]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=log)
-        wait_until(lambda: requests.get(f"{self.url}/aets", timeout=1).ok, 30, "the gateway")
+        wait_until(lambda: requests.get(f"{self.url}/aets", timeout=1).ok, 30, f"the gateway (log: {self.log_path})", self.process)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -1,6 +1,7 @@
 """A PACS spoken to with DIMSE: the Backend interface over pynetdicom."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 from pydicom import Dataset
@@ -43,7 +44,17 @@ class DimseBackend(Backend):
             with open_association(
                 self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
             ) as association:
-                yield from find(association, query.identifier, timeout)
+                yield from find(association, _asking_for_utf8(query.identifier), timeout)
+
+
+def _asking_for_utf8(identifier: Dataset) -> Dataset:
+    """A PACS answers in the character set of the request where it can (Orthanc does, and otherwise
+    falls back to Latin-1, losing every ideographic name); UTF-8 holds them all."""
+    if "SpecificCharacterSet" in identifier:
+        return identifier
+    request = copy.copy(identifier)
+    request.SpecificCharacterSet = "ISO_IR 192"
+    return request
 
 
 def _query_options(fuzzy_matching: bool) -> SOPClassExtendedNegotiation:

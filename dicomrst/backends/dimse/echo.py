@@ -6,7 +6,7 @@ from pynetdicom.sop_class import Verification
 
 from dicomrst.backends.base import BackendProtocolError
 
-VERIFICATION = Verification.uid
+VERIFICATION = str(Verification)
 
 
 def echo(association: Association) -> None:

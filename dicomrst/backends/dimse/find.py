@@ -10,7 +10,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout
 
-STUDY_ROOT_FIND = StudyRootQueryRetrieveInformationModelFind.uid
+STUDY_ROOT_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 
 _PENDING = (0xFF00, 0xFF01)
 _SUCCESS = 0x0000

@@ -1,0 +1,99 @@
+"""Session-wide real peers: one Orthanc filled with known studies, the gateway under gunicorn in
+front of it (and in front of a PACS that is down and one that hangs)."""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
+
+from dicomrst.sample_pacs.studies import Patient, generate_study
+from tests.peers import Gateway, Orthanc, SilentPacs, free_port, gateway_config, start_orthanc
+
+HUNG_TIMEOUT_MS = 1500
+
+
+def part10(dataset: Dataset) -> bytes:
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass
+class KnownData:
+    """What the session's Orthanc holds: generated studies plus real-world files pydicom ships."""
+
+    studies: list[list[Dataset]]
+    real_world: list[Dataset]
+
+    def study(self, index: int) -> list[Dataset]:
+        return self.studies[index]
+
+    @property
+    def study_uids(self) -> set[str]:
+        uids = {study[0].StudyInstanceUID for study in self.studies}
+        return uids | {dataset.StudyInstanceUID for dataset in self.real_world}
+
+
+MULLER = Patient("Müller^Jürgen", "PID-1001", "19580214", "M", "ISO_IR 100")
+YAMADA = Patient("Yamada^Tarou=山田^太郎", "PID-1002", "19710923", "M", "ISO_IR 192")
+DOE = Patient("Doe^Jane", "PID-1003", "19850630", "F")
+SMITH = Patient("Smith^John^A", "PID-1004", "19490101", "M")
+REAL_WORLD_FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm")
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    peer = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="session")
+def known_data(orthanc: Orthanc) -> KnownData:
+    rng = random.Random(20261125)
+    plans = (
+        (MULLER, ("CT", "CT"), "20190312"),
+        (YAMADA, ("MR",), "20200115"),
+        (DOE, ("CT", "MR"), "20221130"),
+        (SMITH, ("CT",), "20180501"),
+        (DOE, ("MR",), "20230102"),
+    )
+    studies = [
+        generate_study(rng, patient=patient, n_series=len(modalities), instances_per_series=2,
+                       modalities=modalities, study_date=date, rows=16, columns=16)
+        for patient, modalities, date in plans
+    ]
+    real_world = [dcmread(get_testdata_file(name)) for name in REAL_WORLD_FILES]
+    for dataset in [instance for study in studies for instance in study]:
+        orthanc.upload(part10(dataset))
+    for name in REAL_WORLD_FILES:
+        orthanc.upload(Path(get_testdata_file(name)).read_bytes())
+    return KnownData(studies, real_world)
+
+
+@pytest.fixture(scope="session")
+def silent_pacs() -> Iterator[SilentPacs]:
+    pacs = SilentPacs()
+    yield pacs
+    pacs.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, known_data: KnownData,
+            silent_pacs: SilentPacs) -> Iterator[Gateway]:
+    config = gateway_config([
+        {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port, "pool": {"size": 4, "timeout": 5000}},
+        {"aet": "DOWN", "host": "127.0.0.1", "port": free_port(), "qido-rs": {"timeout": 3000}},
+        {"aet": "HUNG", "host": "127.0.0.1", "port": silent_pacs.port,
+         "pool": {"size": 1, "timeout": 500}, "qido-rs": {"timeout": HUNG_TIMEOUT_MS}},
+    ])
+    process = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=3)
+    process.start()
+    yield process
+    process.stop()
