@@ -16,7 +16,7 @@ class InvalidUID(ValueError):
 
 def is_valid_uid(value: str) -> bool:
     """PS3.5 9.1: digit components separated by dots, at most 64 characters."""
-    return len(value) <= MAX_UID_LENGTH and _UID.match(value) is not None
+    return len(value) <= MAX_UID_LENGTH and _UID.fullmatch(value) is not None
 
 
 def checked_uid(value: str, name: str) -> str:

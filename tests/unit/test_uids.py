@@ -8,7 +8,7 @@ def test_valid(uid):
     assert is_valid_uid(uid)
 
 
-@pytest.mark.parametrize("uid", ["", "1..2", ".1", "1.", "1.2.a", "../etc", "1/2", "1.2.3." + "4" * 59, "1 2"])
+@pytest.mark.parametrize("uid", ["", "1..2", ".1", "1.", "1.2.a", "../etc", "1/2", "1.2.3." + "4" * 59, "1 2", "1.2\n"])
 def test_invalid(uid):
     assert not is_valid_uid(uid)
     with pytest.raises(InvalidUID, match="Study Instance UID"):

@@ -27,7 +27,7 @@ _POLL_SECONDS = 0.01
 def default_slot_directory(aet: str, host: str, port: int) -> Path:
     """The folder of one PACS's slots; the same for every process that talks to that PACS."""
     key = f"{aet}@{host}:{port}"
-    readable = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", key)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"dicomrst-{os.getuid()}" / "associations" / f"{readable}-{digest}"
 

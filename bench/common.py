@@ -1,0 +1,37 @@
+"""Shared pieces of the benchmarks: peers from the test suite, timing, the closing report."""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.peers import Gateway, Orthanc, free_port, gateway_config, start_orthanc  # noqa: E402
+
+__all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "start_orthanc", "timed", "report"]
+
+
+def timed(operation: Callable[[], object], repeats: int) -> list[float]:
+    operation()  # warm-up: imports, first association, caches
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        operation()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def report(title: str, gateway: list[float], floor: list[float], extra: dict[str, list[float]] | None = None,
+           target: float | None = None) -> float:
+    rows = {"gateway": gateway, "floor": floor, **(extra or {})}
+    print(f"\n{title}")
+    for name, durations in rows.items():
+        print(f"  {name:<24} median {statistics.median(durations) * 1000:8.1f} ms   "
+              f"min {min(durations) * 1000:8.1f} ms   runs {len(durations)}")
+    ratio = statistics.median(gateway) / statistics.median(floor)
+    suffix = f" (target <= {target})" if target is not None else ""
+    print(f"  ratio gateway/floor {ratio:.2f}{suffix}")
+    return ratio

@@ -1,0 +1,89 @@
+"""QIDO-RS: the gateway listing ~600 studies at study level, next to the floor: a bare pynetdicom
+C-FIND with the same return keys plus conversion to DICOM JSON, against the same Orthanc.
+
+    python bench/qido.py [--studies 600] [--repeats 15] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+import requests
+from pydicom import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from common import Gateway, Orthanc, gateway_config, report, start_orthanc, timed
+from dicomrst.dicomweb.dicom_json import dataset_to_json
+from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
+from dicomrst.sample_pacs.studies import generate_study
+
+
+def fill(orthanc: Orthanc, count: int) -> None:
+    rng = random.Random(600)
+
+    def upload(_: int) -> None:
+        (instance,) = generate_study(rng, n_series=1, instances_per_series=1, rows=8, columns=8)
+        buffer = BytesIO()
+        instance.save_as(buffer, enforce_file_format=True)
+        orthanc.upload(buffer.getvalue())
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(count)))
+
+
+def floor_find(orthanc: Orthanc) -> int:
+    identifier = parse_qido_query(QueryLevel.STUDY, []).identifier
+    identifier.SpecificCharacterSet = "ISO_IR 192"
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    association = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
+    matches: list[Dataset] = []
+    for status, match in association.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+        if match is not None and status.Status in (0xFF00, 0xFF01):
+            matches.append(match)
+    association.release()
+    body = json.dumps([dataset_to_json(match) for match in matches], ensure_ascii=False).encode()
+    return len(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dicomrst-bench-"))
+    orthanc = start_orthanc(work / "orthanc")
+    gateway = Gateway(gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}]),
+                      work, workers=args.workers)
+    try:
+        fill(orthanc, args.studies)
+        gateway.start()
+        url = f"{gateway.url}/aets/{orthanc.aet}/studies"
+        listed = len(requests.get(url, timeout=60).json())
+        assert listed == args.studies, f"the gateway listed {listed} studies, expected {args.studies}"
+
+        def through_gateway() -> None:
+            response = requests.get(url, timeout=60)
+            response.raise_for_status()
+            assert len(response.content) > 0
+
+        gateway_times = timed(through_gateway, args.repeats)
+        floor_times = timed(lambda: floor_find(orthanc), args.repeats)
+        orthanc_times = timed(lambda: requests.get(f"{orthanc.dicomweb_url}/studies", timeout=60).raise_for_status(),
+                              args.repeats)
+        report(f"QIDO-RS /studies, {args.studies} studies, {args.workers} gunicorn workers",
+               gateway_times, floor_times, {"orthanc dicomweb (ref)": orthanc_times}, target=1.2)
+    finally:
+        gateway.stop()
+        orthanc.stop()
+
+
+if __name__ == "__main__":
+    main()

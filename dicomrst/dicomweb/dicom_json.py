@@ -1,0 +1,50 @@
+"""DICOM JSON Model (PS3.18 Annex F): dataset conversion and a streaming array encoder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydicom import Dataset
+
+__all__ = ["UTF8_CHARSET", "dataset_to_json", "encode_json_array"]
+
+UTF8_CHARSET = "ISO_IR 192"
+_SPECIFIC_CHARACTER_SET = "00080005"
+
+
+def _declare_utf8(json_dataset: dict[str, Any]) -> None:
+    # Values were decoded by pydicom, so the original character set no longer describes them.
+    if _SPECIFIC_CHARACTER_SET in json_dataset:
+        json_dataset[_SPECIFIC_CHARACTER_SET] = {"vr": "CS", "Value": [UTF8_CHARSET]}
+    for element in json_dataset.values():
+        if element.get("vr") == "SQ":
+            for item in element.get("Value", ()):
+                _declare_utf8(item)
+
+
+def dataset_to_json(ds: Dataset) -> dict[str, Any]:
+    """The DICOM JSON object for `ds`; binary values inline as base64.
+
+    An element whose value cannot be converted is logged by pydicom and left out,
+    so one bad value never fails a whole response.
+    """
+    json_dataset = ds.to_json_dict(suppress_invalid_tags=True)
+    _declare_utf8(json_dataset)
+    return json_dataset
+
+
+def encode_json_array(datasets: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """Stream a JSON array of `datasets` lazily, one item per chunk.
+
+    The first chunk is yielded only once the first item exists, so pulling it surfaces an
+    early failure of the source before any response header is sent. If the source raises,
+    the exception propagates and no `]` is written: the client sees invalid JSON rather
+    than a complete but silently short result.
+    """
+    prefix = b"["
+    for item in datasets:
+        yield prefix + json.dumps(item, ensure_ascii=False).encode("utf-8")
+        prefix = b","
+    yield b"[]" if prefix == b"[" else b"]"
