@@ -1,0 +1,108 @@
+"""The web layer over a scripted backend: status mapping, paging, streaming and closing."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pydicom import Dataset
+
+from dicomrst import create_app
+from dicomrst.backends.base import (
+    Backend,
+    BackendBusy,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    Health,
+)
+from dicomrst.config import parse_config
+from dicomrst.dicomweb.query import QidoQuery
+
+
+def study(number: int) -> Dataset:
+    match = Dataset()
+    match.StudyInstanceUID = f"1.2.3.{number}"
+    match.PatientName = f"Patient^{number}"
+    return match
+
+
+class ScriptedBackend(Backend):
+    def __init__(self, matches: list[Dataset], error_after: Exception | None = None) -> None:
+        self.aet = "PACS"
+        self.matches = matches
+        self.error_after = error_after
+        self.closed = False
+        self.queries: list[QidoQuery] = []
+
+    def health(self) -> Health:
+        return Health(True, "fine")
+
+    def search(self, query: QidoQuery) -> Iterator[Dataset]:
+        self.queries.append(query)
+        try:
+            yield from self.matches
+            if self.error_after is not None:
+                raise self.error_after
+        finally:
+            self.closed = True
+
+
+def client_for(backend: Backend, **http):
+    config = parse_config({"server": {"http": http}, "aets": [{"aet": "PACS", "host": "h", "port": 1}]})
+    app = create_app(config)
+    app.extensions["dicomrst.backends"] = {"PACS": backend}
+    return app.test_client()
+
+
+def test_limit_and_offset_close_the_search_early():
+    backend = ScriptedBackend([study(n) for n in range(10)])
+    response = client_for(backend).get("/aets/PACS/studies?offset=2&limit=3")
+    assert [m["0020000D"]["Value"][0] for m in response.get_json()] == ["1.2.3.2", "1.2.3.3", "1.2.3.4"]
+    assert backend.closed
+
+
+@pytest.mark.parametrize("error, status", [
+    (BackendUnavailable("down"), 503), (BackendBusy("busy"), 503), (BackendTimeout("slow"), 504),
+    (BackendProtocolError("odd"), 502),
+])
+def test_errors_before_the_first_match_become_statuses(error: Exception, status: int):
+    response = client_for(ScriptedBackend([], error_after=error)).get("/aets/PACS/studies")
+    assert response.status_code == status
+    assert response.get_json() == {"error": str(error)}
+
+
+def test_an_error_after_the_first_match_breaks_the_stream():
+    backend = ScriptedBackend([study(1)], error_after=BackendTimeout("slow"))
+    response = client_for(backend).get("/aets/PACS/studies")
+    assert response.status_code == 200
+    with pytest.raises(BackendTimeout):
+        response.get_data()
+    assert backend.closed
+
+
+def test_base_path_prefixes_every_route():
+    client = client_for(ScriptedBackend([study(1)]), **{"base-path": "/dicomweb"})
+    assert client.get("/dicomweb/aets").get_json() == ["PACS"]
+    matches = client.get("/dicomweb/aets/PACS/studies").get_json()
+    assert matches[0]["00081190"]["Value"] == ["http://localhost/dicomweb/aets/PACS/studies/1.2.3.1"]
+    assert client.get("/aets").status_code == 404
+
+
+def test_forwarded_headers_only_from_trusted_proxies():
+    client = client_for(ScriptedBackend([study(1)]), **{"trusted-proxies": ["10.0.0.0/8"]})
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
+    untrusted = client.get("/aets/PACS/studies", headers=headers, environ_base={"REMOTE_ADDR": "192.168.1.5"})
+    assert untrusted.get_json()[0]["00081190"]["Value"][0].startswith("http://localhost/")
+    trusted = client.get("/aets/PACS/studies", headers=headers, environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert trusted.get_json()[0]["00081190"]["Value"][0].startswith("https://evil.example/")
+
+
+def test_wrong_method_is_405_json():
+    response = client_for(ScriptedBackend([])).delete("/aets/PACS/studies")
+    assert response.status_code == 405 and "error" in response.get_json()
+
+
+def test_unexpected_errors_are_500_without_traceback():
+    response = client_for(ScriptedBackend([], error_after=RuntimeError("secret detail"))).get("/aets/PACS/studies")
+    assert response.status_code == 500
+    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
