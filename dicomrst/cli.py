@@ -26,6 +26,21 @@ def check_config(path: str | None) -> int:
     return 0
 
 
+def receiver(config_path: str | None) -> int:
+    """The move receiver on its own (gunicorn starts it by itself; this is for running it apart)."""
+    from dicomrst.backends.dimse.receiver import run_receivers
+    from dicomrst.logs import configure_logging
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        print(f"config: {error}", file=sys.stderr)
+        return 1
+    configure_logging(config.telemetry.level)
+    run_receivers(config)
+    return 0
+
+
 def sample_pacs(argv: Sequence[str]) -> int:
     from dicomrst.sample_pacs.scp import main
 
@@ -77,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a config file and say what is wrong")
     check.add_argument("file", nargs="?", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
+    receive = commands.add_parser("receiver", help="run the move receiver (gunicorn starts it by itself)")
+    receive.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
     commands.add_parser("sample-pacs", help="run the sample PACS (options: dicomrst sample-pacs --help)", add_help=False)
     run = commands.add_parser("up", help="run the gateway under gunicorn, with the sample PACS when configured")
     run.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
@@ -90,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "receiver":
+        return receiver(args.config)
     return up(args.config, args.sample_pacs, args.storage)
 
 

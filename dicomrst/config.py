@@ -430,6 +430,11 @@ def _check_receivers(config: Config) -> None:
     for index, entry in enumerate(config.aets):
         if not isinstance(entry, DimseAetConfig):
             continue
+        if entry.wado_rs.method == "move" and not receiver_aets:
+            raise ConfigError(
+                f"aets[{index}].wado-rs",
+                "C-MOVE needs a receiver: list one under server.dimse, or set method: get",
+            )
         for position, receiver in enumerate(entry.wado_rs.receivers):
             if receiver not in receiver_aets:
                 raise ConfigError(

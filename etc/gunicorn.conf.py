@@ -21,3 +21,20 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "debug" if _config.telemetry.level in ("DEBUG", "TRACE") else "info"
+
+_receiver = None
+
+
+def on_starting(server):
+    """The move receiver is shared by all workers, so the master starts it, once."""
+    global _receiver
+    from dicomrst.serving import start_receiver_process
+
+    _receiver = start_receiver_process(_config, os.environ.get("DICOMRST_CONFIG"))
+
+
+def on_exit(server):
+    from dicomrst.serving import stop_receiver_process
+
+    # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
+    stop_receiver_process(_receiver, 30)

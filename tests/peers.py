@@ -80,6 +80,12 @@ class Orthanc:
         response.raise_for_status()
         return response.json()
 
+    def add_modality(self, aet: str, port: int, host: str = "127.0.0.1") -> None:
+        """Tell Orthanc where a C-MOVE destination AET lives."""
+        response = requests.put(f"{self.url}/modalities/{aet}", json={"AET": aet, "Host": host, "Port": port},
+                                timeout=10)
+        response.raise_for_status()
+
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
@@ -165,16 +171,23 @@ class Gateway:
             _stop(self.process)
 
 
-def gateway_config(aets: Iterable[dict[str, Any]], **http: Any) -> dict[str, Any]:
+def gateway_config(aets: Iterable[dict[str, Any]], receiver_aet: str = "DICOMRST-TEST",
+                   uncompressed: bool = True, **http: Any) -> dict[str, Any]:
     return {
         "telemetry": {"level": "INFO"},
         "server": {
             "aet": "DICOMRST-TEST",
             "http": {"interface": "127.0.0.1", "port": 8080, **http},
-            "dimse": [{"aet": "DICOMRST-TEST", "interface": "127.0.0.1", "port": free_port()}],
+            "dimse": [{"aet": receiver_aet, "interface": "127.0.0.1", "port": free_port(),
+                       "uncompressed": uncompressed}],
         },
         "aets": list(aets),
     }
+
+
+def receiver_of(config: dict[str, Any]) -> tuple[str, int]:
+    receiver = config["server"]["dimse"][0]
+    return receiver["aet"], receiver["port"]
 
 
 class SilentPacs:

@@ -12,7 +12,8 @@ def build_backends(config: Config) -> dict[str, Backend]:
     backends: dict[str, Backend] = {}
     for entry in config.aets:
         if isinstance(entry, DimseAetConfig):
-            backends[entry.aet] = DimseBackend(entry, calling_aet=config.server.aet)
+            receiver = next((r for r in config.server.dimse if r.aet in entry.wado_rs.receivers), None)
+            backends[entry.aet] = DimseBackend(entry, calling_aet=config.server.aet, receiver=receiver)
         else:
             backends[entry.aet] = S3Backend(entry)
     return backends

@@ -43,6 +43,23 @@ class NotFound(BackendError):
 
 
 @dataclass(frozen=True)
+class InstanceSelection:
+    """The instances a WADO-RS request names: a study, a series of it, or one instance of that series.
+    The UIDs were validated where they entered."""
+
+    study_uid: str
+    series_uid: str | None = None
+    sop_uid: str | None = None
+
+    @property
+    def level(self) -> str:
+        """The Query/Retrieve level (PS3.4 C.6.2) that selects exactly these instances."""
+        if self.sop_uid is not None:
+            return "IMAGE"
+        return "SERIES" if self.series_uid is not None else "STUDY"
+
+
+@dataclass(frozen=True)
 class Health:
     healthy: bool
     detail: str
@@ -64,4 +81,13 @@ class Backend(ABC):
         Connection and association errors are raised before the first item is yielded, so the
         web layer can still answer with a proper status; later failures end the iterator with an
         error. Closing the iterator early releases whatever it holds.
+        """
+
+    @abstractmethod
+    def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
+        """WADO-RS: each selected instance as Part-10 bytes, as soon as it arrives.
+
+        Nothing found raises NotFound before the first item; as with search, errors before the first
+        instance are raised on the first ``next()``, and a failure part-way ends the iterator with
+        an error. One instance at a time is held, never the whole selection.
         """

@@ -11,14 +11,26 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
+
+from pydicom.uid import UID_dictionary
+
+from .uids import is_valid_uid
 
 __all__ = [
+    "EXPLICIT_VR_LITTLE_ENDIAN",
     "BadAcceptHeader",
+    "FrameRendition",
+    "InstanceContainer",
+    "InstanceRendition",
     "MediaRange",
     "NotAcceptable",
     "QidoMediaType",
+    "is_known_transfer_syntax",
     "negotiate",
+    "negotiate_bulkdata",
+    "negotiate_frames",
+    "negotiate_instances",
     "negotiate_qido",
     "parse_accept",
 ]
@@ -189,3 +201,158 @@ def negotiate_qido(accept: str | None) -> QidoMediaType:
     Raises BadAcceptHeader (400) or NotAcceptable (406).
     """
     return negotiate(accept, _choose_qido, [m.value for m in QidoMediaType])
+
+
+# --- WADO-RS (PS3.18 8.7.3) ----------------------------------------------------------------------
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+_ANY_TRANSFER_SYNTAX = "*"
+_DICOM = "application/dicom"
+_OCTET_STREAM = "application/octet-stream"
+_MULTIPART = ("multipart/related", "multipart/*")
+
+InstanceContainer = Literal["multipart", "single", "zip"]
+
+
+@dataclass(frozen=True)
+class InstanceRendition:
+    """How to send DICOM instances: the container and, in the client's preference order, the
+    transfer syntax UIDs it accepts ("*" means as stored)."""
+
+    container: InstanceContainer
+    transfer_syntaxes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FrameRendition:
+    """The media type of each frame part, and whether frames must be decoded to produce it."""
+
+    media_type: str
+    decompress: bool
+
+
+def _part_type(media_range: MediaRange) -> str | None:
+    value = media_range.params.get("type")
+    return None if value is None else value.strip().lower()
+
+
+def is_known_transfer_syntax(uid: str) -> bool:
+    """Whether pydicom's UID dictionary lists `uid` as a transfer syntax (retired ones included)."""
+    entry = UID_dictionary.get(uid)
+    return entry is not None and entry[1] == "Transfer Syntax"
+
+
+def _transfer_syntax(media_range: MediaRange) -> str | None:
+    """The range's transfer-syntax parameter, Explicit VR Little Endian when absent (PS3.18 8.7.3.5.2).
+
+    None for a UID pydicom does not know as a transfer syntax: such a range names nothing this
+    server could ever produce, so it is skipped like an unknown media type.
+    """
+    value = media_range.params.get("transfer-syntax")
+    if value is None:
+        return EXPLICIT_VR_LITTLE_ENDIAN
+    value = value.strip()
+    if value == _ANY_TRANSFER_SYNTAX:
+        return value
+    if not is_valid_uid(value):
+        raise _bad("transfer-syntax is not a UID:", value)
+    return value if is_known_transfer_syntax(value) else None
+
+
+def _instance_container(media_range: MediaRange, single_instance: bool) -> InstanceContainer | None:
+    essence = media_range.essence
+    if essence in _MULTIPART:
+        # PS3.18 requires the type parameter; without it, application/dicom is the only reading
+        # that makes sense for an instance resource.
+        return "multipart" if _part_type(media_range) in (None, _DICOM) else None
+    if essence in ("*/*", "application/*"):
+        return "multipart"
+    if essence == _DICOM:
+        # A bare application/dicom can carry only one instance; for a study or series it is
+        # taken as the multipart form the client most likely meant.
+        return "single" if single_instance else "multipart"
+    if essence == "application/zip":
+        return "zip"
+    return None
+
+
+def _instance_types(single_instance: bool) -> list[str]:
+    single = [_DICOM] if single_instance else []
+    return [f'multipart/related; type="{_DICOM}"', *single, "application/zip"]
+
+
+def negotiate_instances(accept: str | None, single_instance: bool) -> InstanceRendition:
+    """Pick the container and acceptable transfer syntaxes for a WADO-RS instance retrieval.
+
+    The highest-q range the server understands picks the container; every range for that same
+    container adds its transfer syntax, in q order. `single_instance` says whether the resource is
+    one instance (only then can a bare application/dicom body be sent).
+    Raises BadAcceptHeader (400) or NotAcceptable (406).
+    """
+    container: InstanceContainer | None = None
+    syntaxes: list[str] = []
+    for media_range in parse_accept(accept):
+        candidate = _instance_container(media_range, single_instance)
+        if candidate is None:
+            continue
+        syntax = _transfer_syntax(media_range)  # validated even if the range ends up unused
+        if syntax is None or container not in (None, candidate):
+            continue
+        container = candidate
+        if syntax not in syntaxes:
+            syntaxes.append(syntax)
+    if container is None:
+        raise NotAcceptable(_instance_types(single_instance))
+    return InstanceRendition(container, tuple(syntaxes))
+
+
+def _choose_frames(media_range: MediaRange, native_media_type: str) -> FrameRendition | None:
+    native = FrameRendition(native_media_type, decompress=False)
+    if media_range.essence == "*/*":
+        return native
+    if media_range.essence not in _MULTIPART:
+        return None
+    part_type = _part_type(media_range)
+    syntax = _transfer_syntax(media_range)
+    if part_type is None:
+        return native
+    if part_type == _OCTET_STREAM:
+        # Raw frames exist in one transfer syntax only.
+        if syntax not in (_ANY_TRANSFER_SYNTAX, EXPLICIT_VR_LITTLE_ENDIAN):
+            return None
+        return FrameRendition(_OCTET_STREAM, decompress=native_media_type.lower() != _OCTET_STREAM)
+    if part_type == native_media_type.lower() and syntax is not None:
+        return native
+    return None
+
+
+def negotiate_frames(accept: str | None, native_media_type: str) -> FrameRendition:
+    """Pick the frame media type for a WADO-RS frames retrieval (PS3.18 8.7.3.5.3).
+
+    `native_media_type` is the media type of the stored frames (`frames.frame_media_type`).
+    Frames are sent as stored, or decoded to application/octet-stream; never re-encoded.
+    Raises BadAcceptHeader (400) or NotAcceptable (406).
+    """
+    native = native_media_type.lower()
+    available = [f'multipart/related; type="{native_media_type}"']
+    if native != _OCTET_STREAM:
+        available.append(f'multipart/related; type="{_OCTET_STREAM}"')
+    return negotiate(accept, lambda media_range: _choose_frames(media_range, native_media_type), available)
+
+
+def _choose_bulkdata(media_range: MediaRange) -> bool | None:
+    essence = media_range.essence
+    if essence in ("*/*", _OCTET_STREAM):
+        return True
+    if essence in _MULTIPART and _part_type(media_range) in (None, _OCTET_STREAM):
+        return True
+    return None
+
+
+def negotiate_bulkdata(accept: str | None) -> None:
+    """Check that the client takes bulk data as multipart/related application/octet-stream parts.
+
+    Raises BadAcceptHeader (400) or NotAcceptable (406).
+    """
+    negotiate(accept, _choose_bulkdata, [f'multipart/related; type="{_OCTET_STREAM}"'])

@@ -6,6 +6,7 @@ import base64
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
 
 from pydicom import Dataset
@@ -15,7 +16,7 @@ from pydicom.tag import BaseTag, Tag
 
 from .dicom_json import UTF8_CHARSET
 
-__all__ = ["NATIVE_DICOM_NS", "dataset_to_xml"]
+__all__ = ["NATIVE_DICOM_NS", "BulkDataUri", "ElementPath", "dataset_to_xml"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,12 @@ _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
 # Characters XML 1.0 cannot carry at all; a stray one must not make the document unparsable.
 _NON_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+# Where an element sits in an instance: a (sequence tag, 0-based item index) pair for each
+# enclosing sequence item, outermost first, then the element's own tag.
+ElementPath = tuple[int | tuple[int, int], ...]
+# Given a binary element and its path, the URI its value can be fetched from, or None to inline it.
+BulkDataUri = Callable[[ElementPath, DataElement], str | None]
 
 
 def _text(value: Any) -> str:
@@ -57,13 +64,25 @@ def _add_person_name(parent: ET.Element, number: int, name: Any) -> None:
                 ET.SubElement(group_elem, component_name).text = _text(component)
 
 
-def _add_values(attribute: ET.Element, elem: DataElement, vr: str) -> None:
+def _add_binary(attribute: ET.Element, elem: DataElement, path: ElementPath, bulk_data_uri: BulkDataUri | None) -> None:
+    if not elem.value:
+        return
+    uri = None if bulk_data_uri is None else bulk_data_uri(path, elem)
+    if uri is None:
+        ET.SubElement(attribute, "InlineBinary").text = base64.b64encode(elem.value).decode("ascii")
+    else:
+        ET.SubElement(attribute, "BulkData", uri=uri)
+
+
+def _add_values(
+    attribute: ET.Element, elem: DataElement, vr: str, path: ElementPath, bulk_data_uri: BulkDataUri | None
+) -> None:
     if vr == "SQ":
-        for number, item in enumerate(elem.value, 1):
-            _add_dataset(ET.SubElement(attribute, "Item", number=str(number)), item)
+        for index, item in enumerate(elem.value):
+            item_elem = ET.SubElement(attribute, "Item", number=str(index + 1))
+            _add_dataset(item_elem, item, (*path[:-1], (int(elem.tag), index)), bulk_data_uri)
     elif vr in _BINARY_VRS:
-        if elem.value:
-            ET.SubElement(attribute, "InlineBinary").text = base64.b64encode(elem.value).decode("ascii")
+        _add_binary(attribute, elem, path, bulk_data_uri)
     elif vr == "PN":
         for number, name in enumerate(_values(elem), 1):
             _add_person_name(attribute, number, name)
@@ -82,7 +101,7 @@ def _private_creator(ds: Dataset, tag: BaseTag) -> str | None:
     return str(creator.value) if creator is not None and creator.value else None
 
 
-def _attribute(ds: Dataset, elem: DataElement) -> ET.Element:
+def _attribute(ds: Dataset, elem: DataElement, prefix: ElementPath, bulk_data_uri: BulkDataUri | None) -> ET.Element:
     tag = elem.tag
     vr = _vr(elem)
     attrs = {"tag": f"{int(tag):08X}", "vr": vr}
@@ -98,7 +117,7 @@ def _attribute(ds: Dataset, elem: DataElement) -> ET.Element:
         # Values are decoded and re-encoded as UTF-8, whatever the source character set was.
         ET.SubElement(attribute, "Value", number="1").text = UTF8_CHARSET
     else:
-        _add_values(attribute, elem, vr)
+        _add_values(attribute, elem, vr, (*prefix, int(tag)), bulk_data_uri)
     return attribute
 
 
@@ -109,24 +128,25 @@ def _is_omitted(tag: BaseTag) -> bool:
     return tag.element == 0 or tag.is_private_creator
 
 
-def _add_dataset(parent: ET.Element, ds: Dataset) -> None:
+def _add_dataset(parent: ET.Element, ds: Dataset, prefix: ElementPath, bulk_data_uri: BulkDataUri | None) -> None:
     for tag in sorted(ds.keys()):
         if _is_omitted(tag):
             continue
         try:
-            attribute = _attribute(ds, ds[tag])
+            attribute = _attribute(ds, ds[tag], prefix, bulk_data_uri)
         except Exception as exc:  # noqa: BLE001 - one bad value must not fail the whole response
             log.warning("dropping element %08X from XML: %s", int(tag), exc)
             continue
         parent.append(attribute)
 
 
-def dataset_to_xml(ds: Dataset) -> bytes:
+def dataset_to_xml(ds: Dataset, bulk_data_uri: BulkDataUri | None = None) -> bytes:
     """The Native DICOM Model document for `ds` as UTF-8 bytes with an XML declaration.
 
-    Binary values are inline (base64). A value pydicom reads leniently (e.g. IS "abc") is
+    Binary values are inline (base64), except where `bulk_data_uri` gives a URI for one: that
+    value becomes `<BulkData uri="..."/>`. A value pydicom reads leniently (e.g. IS "abc") is
     written as the text it has; an element it cannot read at all is logged and left out.
     """
     root = ET.Element("NativeDicomModel", {"xmlns": NATIVE_DICOM_NS, f"{{{_XML_NS}}}space": "preserve"})
-    _add_dataset(root, ds)
+    _add_dataset(root, ds, (), bulk_data_uri)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -16,7 +16,9 @@ from dicomrst.backends.base import (
     NotSupported,
 )
 from dicomrst.dicomweb.media import BadAcceptHeader, NotAcceptable
+from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
+from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ def _bad_request(error: Exception) -> Response:
     return error_response(400, str(error))
 
 
-def _not_acceptable(error: NotAcceptable) -> Response:
+def _not_acceptable(error: Exception) -> Response:
     return error_response(406, str(error))
 
 
@@ -93,5 +95,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(InvalidUID, _bad_request)
     app.register_error_handler(BadAcceptHeader, _bad_request)
     app.register_error_handler(NotAcceptable, _not_acceptable)
+    app.register_error_handler(TranscodeError, _not_acceptable)
+    app.register_error_handler(FrameError, _bad_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -13,7 +13,7 @@ from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
 from dicomrst.sample_pacs.studies import Patient, generate_study
-from tests.peers import Gateway, Orthanc, SilentPacs, free_port, gateway_config, start_orthanc
+from tests.peers import Gateway, Orthanc, SilentPacs, free_port, gateway_config, receiver_of, start_orthanc
 
 HUNG_TIMEOUT_MS = 1500
 
@@ -44,7 +44,7 @@ MULLER = Patient("Müller^Jürgen", "PID-1001", "19580214", "M", "ISO_IR 100")
 YAMADA = Patient("Yamada^Tarou=山田^太郎", "PID-1002", "19710923", "M", "ISO_IR 192")
 DOE = Patient("Doe^Jane", "PID-1003", "19850630", "F")
 SMITH = Patient("Smith^John^A", "PID-1004", "19490101", "M")
-REAL_WORLD_FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm")
+REAL_WORLD_FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "rtdose.dcm", "SC_rgb_rle.dcm")
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +89,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, known_da
             silent_pacs: SilentPacs) -> Iterator[Gateway]:
     config = gateway_config([
         {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port, "pool": {"size": 4, "timeout": 5000}},
+        {"aet": "ORTHANCGET", "host": "127.0.0.1", "port": orthanc.dicom_port, "wado-rs": {"method": "get"}},
         {"aet": "DOWN", "host": "127.0.0.1", "port": free_port(), "qido-rs": {"timeout": 3000}},
         {"aet": "HUNG", "host": "127.0.0.1", "port": silent_pacs.port,
          "pool": {"size": 1, "timeout": 500}, "qido-rs": {"timeout": HUNG_TIMEOUT_MS}},
-    ])
+    ], uncompressed=False)
+    orthanc.add_modality(*receiver_of(config))
     process = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=3)
     process.start()
     yield process

@@ -82,6 +82,7 @@ aets:
         ("aets: {aet: A}", "aets: expected a list"),
         ("telemetry: {level: LOUD}", "telemetry.level: must be one of"),
         ("- just a list", "expected a mapping"),
+        ("server: {dimse: []}\naets: [{aet: A, host: h, port: 1}]", "aets[0].wado-rs: C-MOVE needs a receiver"),
     ],
 )
 def test_errors_name_the_key_path(text: str, expected: str):
@@ -93,6 +94,11 @@ def test_unknown_keys_are_warned(caplog):
         parse("server: {http: {port: 9000, colour: blue}}\naets: [{aet: A, host: h, port: 1, extra: 1}]\nmystery: 1")
     warned = caplog.text
     assert "server.http.colour" in warned and "aets[0].extra" in warned and "mystery" in warned
+
+
+def test_c_get_needs_no_receiver():
+    config = parse("server: {dimse: []}\naets: [{aet: A, host: h, port: 1, wado-rs: {method: get}}]")
+    assert config.aets[0].wado_rs.method == "get" and config.aets[0].wado_rs.receivers == ()
 
 
 def test_base_path_is_normalised():

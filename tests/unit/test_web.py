@@ -9,6 +9,7 @@ from pydicom import Dataset
 from dicomrst import create_app
 from dicomrst.backends.base import (
     Backend,
+    InstanceSelection,
     BackendBusy,
     BackendProtocolError,
     BackendTimeout,
@@ -45,6 +46,9 @@ class ScriptedBackend(Backend):
                 raise self.error_after
         finally:
             self.closed = True
+
+    def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
+        raise NotImplementedError
 
 
 def client_for(backend: Backend, **http):

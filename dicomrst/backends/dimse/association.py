@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pynetdicom import AE, Association, evt
-from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation, SOPClassExtendedNegotiation
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, BackendUnavailable
 
 log = logging.getLogger(__name__)
+
+ExtendedNegotiation = SOPClassExtendedNegotiation | SCP_SCU_RoleSelectionNegotiation
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,18 @@ class Peer:
         return f"{self.called_aet}@{self.host}:{self.port}"
 
 
+# A presentation context to propose: a SOP class with pynetdicom's default transfer syntaxes, or a
+# SOP class with the transfer syntaxes to offer for it.
+RequestedContext = str | tuple[str, Sequence[str]]
+
+
 @contextmanager
 def open_association(
     peer: Peer,
-    sop_classes: Sequence[str],
+    contexts: Sequence[RequestedContext],
     timeout_seconds: float,
-    extended_negotiation: Sequence[SOPClassExtendedNegotiation] = (),
+    extended_negotiation: Sequence[ExtendedNegotiation] = (),
+    handlers: Sequence[tuple[evt.NotificationEvent | evt.InterventionEvent, Callable[..., Any]]] = (),
 ) -> Iterator[Association]:
     """An established association for the block, released after it or aborted if it raised.
 
@@ -50,8 +59,12 @@ def open_association(
     ae.acse_timeout = timeout_seconds
     ae.dimse_timeout = timeout_seconds
     ae.network_timeout = timeout_seconds * 2
-    for sop_class in sop_classes:
-        ae.add_requested_context(sop_class)
+    ae.maximum_pdu_size = 0
+    for context in contexts:
+        if isinstance(context, str):
+            ae.add_requested_context(context)
+        else:
+            ae.add_requested_context(context[0], list(context[1]))
 
     connected: list[bool] = []
     started = time.monotonic()
@@ -60,7 +73,7 @@ def open_association(
         peer.port,
         ae_title=peer.called_aet,
         ext_neg=list(extended_negotiation) or None,
-        evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True))],
+        evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True)), *handlers],
     )
     if not association.is_established:
         raise _association_failure(peer, association, bool(connected), time.monotonic() - started, timeout_seconds)

@@ -7,18 +7,23 @@ from collections.abc import Iterator
 from pydicom import Dataset
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
-from dicomrst.backends.base import Backend, BackendError, Health
+from dicomrst.backends.base import Backend, BackendError, BackendUnavailable, Health, InstanceSelection
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
+from dicomrst.backends.dimse.get import get_instances
+from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slots import AssociationSlots, default_slot_directory
-from dicomrst.config import DimseAetConfig
+from dicomrst.backends.dimse.spool import spool_root
+from dicomrst.config import DimseAetConfig, ReceiverConfig
 from dicomrst.dicomweb.query import QidoQuery
 
 
 class DimseBackend(Backend):
-    def __init__(self, config: DimseAetConfig, calling_aet: str) -> None:
+    def __init__(self, config: DimseAetConfig, calling_aet: str, receiver: ReceiverConfig | None) -> None:
+        """``receiver`` is the Storage SCP this PACS moves to; None when the gateway has none."""
         self.config = config
+        self.receiver = receiver
         self.aet = config.aet
         self.peer = Peer(called_aet=config.aet, host=config.host, port=config.port, calling_aet=calling_aet)
         self.slots = AssociationSlots(default_slot_directory(config.aet, config.host, config.port), config.pool.size)
@@ -45,6 +50,17 @@ class DimseBackend(Backend):
                 self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
             ) as association:
                 yield from find(association, _asking_for_utf8(query.identifier), timeout)
+
+
+    def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
+        wado = self.config.wado_rs
+        timeout = wado.timeout / 1000
+        if wado.method == "get":
+            return get_instances(self.peer, self.slots, self._pool_timeout, selection, timeout)
+        if self.receiver is None:
+            raise BackendUnavailable("this gateway has no move receiver (server.dimse) for C-MOVE")
+        return move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet, spool_root(self.receiver),
+                              selection, timeout, sequential=wado.mode == "sequential")
 
 
 def _asking_for_utf8(identifier: Dataset) -> Dataset:

@@ -9,10 +9,8 @@ compete for slots like processes do.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import random
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,16 +18,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dicomrst.backends.base import BackendBusy
+from dicomrst.backends.dimse.names import safe_name
 
 _POLL_SECONDS = 0.01
 
 
 def default_slot_directory(aet: str, host: str, port: int) -> Path:
     """The folder of one PACS's slots; the same for every process that talks to that PACS."""
-    key = f"{aet}@{host}:{port}"
-    readable = re.sub(r"[^A-Za-z0-9_-]", "_", key)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"dicomrst-{os.getuid()}" / "associations" / f"{readable}-{digest}"
+    return runtime_directory() / "associations" / safe_name(f"{aet}@{host}:{port}")
+
+
+def runtime_directory() -> Path:
+    """Where the processes of one host meet: association slots, the move spool."""
+    return Path(tempfile.gettempdir()) / f"dicomrst-{os.getuid()}"
 
 
 class AssociationSlots:

@@ -1,0 +1,153 @@
+"""C-MOVE from the worker's side: register a pending move, ask the PACS to send the instances to the
+move receiver, and stream each one from the spool as it lands."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+from pydicom import Dataset
+from pynetdicom import Association
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
+from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.retrieve_status import PENDING, final_status_error
+from dicomrst.backends.dimse.slots import AssociationSlots
+from dicomrst.backends.dimse.spool import PendingMove, finish_move, register_move
+
+log = logging.getLogger(__name__)
+
+STUDY_ROOT_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
+_POLL_SECONDS = 0.005
+
+
+def retrieve_identifier(selection: InstanceSelection) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = selection.level
+    identifier.StudyInstanceUID = selection.study_uid
+    if selection.series_uid is not None:
+        identifier.SeriesInstanceUID = selection.series_uid
+    if selection.sop_uid is not None:
+        identifier.SOPInstanceUID = selection.sop_uid
+    return identifier
+
+
+class MoveResponses:
+    """The C-MOVE responses, read on their own thread (a greenlet under gevent) while the caller
+    streams the instances that arrive meanwhile."""
+
+    def __init__(self, association: Association, identifier: Dataset, destination: str, message_id: int,
+                 timeout_seconds: float) -> None:
+        self.association = association
+        self.identifier = identifier
+        self.destination = destination
+        self.message_id = message_id
+        self.timeout_seconds = timeout_seconds
+        self.finished = threading.Event()
+        self.final: Dataset | None = None
+        self.error: Exception | None = None
+        self.last_response = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"c-move-{message_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            responses = self.association.send_c_move(
+                self.identifier, self.destination, STUDY_ROOT_MOVE, msg_id=self.message_id
+            )
+            for status, _ in responses:
+                self.last_response = time.monotonic()
+                if "Status" not in status:
+                    self.error = BackendTimeout(
+                        f"the PACS sent no C-MOVE response within {self.timeout_seconds:g} s or aborted"
+                    )
+                    return
+                if int(status.Status) not in PENDING:
+                    self.final = status
+                    return
+        except Exception as error:  # noqa: BLE001 - reported to the streaming side, which raises it
+            self.error = BackendProtocolError(f"C-MOVE failed: {error}")
+        finally:
+            self.finished.set()
+
+
+def _completed_suboperations(responses: MoveResponses) -> int | None:
+    final = responses.final
+    if final is None or final.get("NumberOfCompletedSuboperations") in (None, ""):
+        return None
+    return int(final.NumberOfCompletedSuboperations)
+
+
+def _stream_arrivals(move: PendingMove, responses: MoveResponses, timeout_seconds: float) -> Iterator[bytes]:
+    """Yield instances as the receiver spools them, until the PACS reports the move complete and
+    as many instances as it says it sent have arrived (a PACS that omits the message id may have its
+    sub-operations of identical moves bound to either move, so they can trail the final response)."""
+    last_activity = time.monotonic()
+    delivered = 0
+    while True:
+        finished = responses.finished.is_set()
+        arrived = move.arrived()
+        for path in arrived:
+            data = path.read_bytes()
+            path.unlink()
+            delivered += 1
+            yield data
+        now = time.monotonic()
+        if arrived:
+            last_activity = now
+            continue
+        if finished:
+            expected = _completed_suboperations(responses)
+            if expected is None or delivered >= expected or responses.error is not None:
+                return
+        if now - max(last_activity, responses.last_response) > timeout_seconds:
+            if finished:
+                raise BackendProtocolError(
+                    f"the PACS reported {_completed_suboperations(responses)} instances sent, {delivered} arrived"
+                )
+            raise BackendTimeout(f"no instance and no C-MOVE response from the PACS within {timeout_seconds:g} s")
+        time.sleep(_POLL_SECONDS)
+
+
+def move_instances(
+    peer: Peer,
+    slots: AssociationSlots,
+    pool_timeout_seconds: float,
+    destination: str,
+    spool: Path,
+    selection: InstanceSelection,
+    timeout_seconds: float,
+    sequential: bool,
+) -> Iterator[bytes]:
+    """Each instance of ``selection`` as Part-10 bytes, streamed while the PACS is still sending."""
+    with ExitStack() as stack:
+        if sequential:
+            # PACS that omit the Move Originator Message ID: one move at a time to this PACS.
+            turn = AssociationSlots(spool / "sequential" / safe_name(peer.called_aet), 1)
+            stack.enter_context(turn.hold(timeout_seconds))
+        stack.enter_context(slots.hold(pool_timeout_seconds))
+        move = register_move(spool, peer.called_aet, selection)
+        stack.callback(finish_move, move)
+        association = stack.enter_context(open_association(peer, [STUDY_ROOT_MOVE], timeout_seconds))
+        if not any(c.abstract_syntax == STUDY_ROOT_MOVE for c in association.accepted_contexts):
+            raise BackendProtocolError("the PACS does not offer Study Root C-MOVE")
+        responses = MoveResponses(association, retrieve_identifier(selection), destination, move.message_id,
+                                  timeout_seconds)
+        responses.start()
+        delivered = 0
+        for instance in _stream_arrivals(move, responses, timeout_seconds):
+            delivered += 1
+            yield instance
+        if responses.error is not None:
+            raise responses.error
+        assert responses.final is not None
+        error = final_status_error(responses.final, delivered, "C-MOVE", destination)
+        if error is not None:
+            raise error

@@ -1,0 +1,192 @@
+"""The spool where the move receiver hands instances to the worker that asked for them.
+
+Layout under one receiver's root: ``{pacs}/{message id}/`` is a pending move. A worker registers a
+move by creating that folder; ``mkdir`` is atomic, so it also makes the Move Originator Message ID
+unique among the moves in flight to that PACS from every worker. Beside the instances, the folder
+holds ``selection.json`` (the UIDs the move asked for and the worker's pid), which lets the receiver
+route a C-STORE whose PACS left out the message id, and tells a dead worker's leftovers apart.
+
+The receiver writes each instance under a temporary name and renames it into place, so a worker
+never sees half an instance; the C-STORE-RSP reports success only after the rename.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicomrst.backends.base import InstanceSelection
+from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.slots import runtime_directory
+from dicomrst.config import ReceiverConfig
+
+log = logging.getLogger(__name__)
+
+SPOOL_ENV = "DICOMRST_SPOOL"
+SELECTION_FILE = "selection.json"
+INSTANCE_SUFFIX = ".dcm"
+_TEMPORARY_PREFIX = ".incoming-"
+_MAX_MESSAGE_ID = 0xFFFF
+
+
+def spool_root(receiver: ReceiverConfig) -> Path:
+    """One receiver's spool; the receiver process and every worker compute the same path."""
+    base = Path(os.environ[SPOOL_ENV]) if os.environ.get(SPOOL_ENV) else runtime_directory() / "spool"
+    return base / safe_name(f"{receiver.aet}:{receiver.port}")
+
+
+def pacs_directory(root: Path, pacs_aet: str) -> Path:
+    return root / safe_name(pacs_aet)
+
+
+@dataclass(frozen=True)
+class PendingMove:
+    directory: Path
+    message_id: int
+
+    def arrived(self) -> list[Path]:
+        """Instances delivered and not yet consumed, in order of arrival."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return [self.directory / name for name in sorted(names) if name.endswith(INSTANCE_SUFFIX)]
+
+
+def register_move(root: Path, pacs_aet: str, selection: InstanceSelection) -> PendingMove:
+    """Create a pending move with a message id no other move in flight to this PACS has."""
+    parent = pacs_directory(root, pacs_aet)
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(parent)
+    for _ in range(1000):
+        message_id = random.randint(1, _MAX_MESSAGE_ID)
+        directory = parent / str(message_id)
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        _write_selection(directory, selection)
+        return PendingMove(directory, message_id)
+    raise RuntimeError(f"no free message id for moves from {pacs_aet}")
+
+
+def finish_move(move: PendingMove) -> None:
+    shutil.rmtree(move.directory, ignore_errors=True)
+
+
+def _write_selection(directory: Path, selection: InstanceSelection) -> None:
+    content = {
+        "pid": os.getpid(),
+        "created": time.time(),
+        "study_uid": selection.study_uid,
+        "series_uid": selection.series_uid,
+        "sop_uid": selection.sop_uid,
+    }
+    temporary = directory / f"{_TEMPORARY_PREFIX}{SELECTION_FILE}"
+    temporary.write_text(json.dumps(content))
+    temporary.rename(directory / SELECTION_FILE)
+
+
+def _read_selection(directory: Path) -> dict[str, object] | None:
+    try:
+        return json.loads((directory / SELECTION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _owner_alive(selection: dict[str, object]) -> bool:
+    pid = selection.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Moves whose worker died (a crash, a kill -9) are removed so they receive nothing more."""
+    for directory in _pending(parent):
+        selection = _read_selection(directory)
+        if selection is not None and not _owner_alive(selection):
+            log.warning("removing the spool of an abandoned move: %s", directory)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _pending(parent: Path) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.is_dir() and entry.name.isdigit():
+            yield Path(entry.path)
+
+
+# ------------------------------------------------------------------------------------ receiver side
+
+
+def move_by_message_id(root: Path, pacs_aet: str, message_id: int) -> Path | None:
+    directory = pacs_directory(root, pacs_aet) / str(message_id)
+    selection = _read_selection(directory)
+    return directory if selection is not None and _owner_alive(selection) else None
+
+
+def move_by_uids(root: Path, pacs_aet: str, study_uid: str, series_uid: str, sop_uid: str,
+                 taken: Collection[Path] = ()) -> Path | None:
+    """For a PACS that omits the Move Originator Message ID: the oldest live move, not ``taken`` by
+    another association yet, whose selection covers this instance."""
+    candidates: list[tuple[float, Path]] = []
+    for directory in _pending(pacs_directory(root, pacs_aet)):
+        if directory in taken:
+            continue
+        selection = _read_selection(directory)
+        if selection is None or not _owner_alive(selection):
+            continue
+        if _covers(selection, study_uid, series_uid, sop_uid):
+            created = selection.get("created")
+            candidates.append((created if isinstance(created, float) else 0.0, directory))
+    return min(candidates)[1] if candidates else None
+
+
+def _covers(selection: dict[str, object], study_uid: str, series_uid: str, sop_uid: str) -> bool:
+    wanted = (selection.get("study_uid"), selection.get("series_uid"), selection.get("sop_uid"))
+    return all(want is None or want == have for want, have in zip(wanted, (study_uid, series_uid, sop_uid)))
+
+
+class MoveGone(Exception):
+    """The move ended (its worker finished or gave up) while an instance for it was arriving."""
+
+
+def deliver(directory: Path, sop_uid: str, part10: bytes) -> Path:
+    """Write an instance into a pending move atomically; MoveGone if the move has ended."""
+    temporary = directory / f"{_TEMPORARY_PREFIX}{uuid.uuid4().hex}"
+    final = directory / f"{time.time_ns():020d}-{sop_uid}{INSTANCE_SUFFIX}"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(part10)
+        os.rename(temporary, final)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise MoveGone(str(directory)) from None
+        _discard(temporary)
+        raise
+    return final
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

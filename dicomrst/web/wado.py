@@ -1,0 +1,194 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames and bulk data, streamed as instances arrive."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from io import BytesIO
+from typing import TypeVar
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import BadRequest
+from pydicom import dcmread
+
+from dicomrst.backends.base import InstanceSelection
+from dicomrst.backends.base import NotFound as BackendNotFound
+from dicomrst.dicomweb.dicom_json import encode_json_array
+from dicomrst.dicomweb.frames import extract_frames, frame_media_type, parse_frame_list
+from dicomrst.dicomweb.media import (
+    InstanceRendition,
+    QidoMediaType,
+    negotiate_bulkdata,
+    negotiate_frames,
+    negotiate_instances,
+    negotiate_qido,
+)
+from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata, instance_metadata_xml
+from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
+from dicomrst.dicomweb.transcode import TranscodeError, choose_transfer_syntax, transcode, transfer_syntax_of
+from dicomrst.dicomweb.uids import checked_uid
+from dicomrst.dicomweb.zip import zip_stream
+from dicomrst.web.context import aet_root_url, backend_for
+from dicomrst.web.streaming import primed
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("wado", __name__)
+
+T = TypeVar("T")
+
+STUDY = "/<aet>/studies/<study_uid>"
+SERIES = STUDY + "/series/<series_uid>"
+INSTANCE = SERIES + "/instances/<sop_uid>"
+
+
+def _selection(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> InstanceSelection:
+    checked_uid(study_uid, "Study Instance UID")
+    if series_uid is not None:
+        checked_uid(series_uid, "Series Instance UID")
+    if sop_uid is not None:
+        checked_uid(sop_uid, "SOP Instance UID")
+    return InstanceSelection(study_uid, series_uid, sop_uid)
+
+
+# ---------------------------------------------------------------------------------------- instances
+
+
+@blueprint.get(STUDY)
+def retrieve_study(aet: str, study_uid: str) -> Response:
+    return _instances(aet, _selection(study_uid))
+
+
+@blueprint.get(SERIES)
+def retrieve_series(aet: str, study_uid: str, series_uid: str) -> Response:
+    return _instances(aet, _selection(study_uid, series_uid))
+
+
+@blueprint.get(INSTANCE)
+def retrieve_instance(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    return _instances(aet, _selection(study_uid, series_uid, sop_uid))
+
+
+class NoAcceptableTransferSyntax(TranscodeError):
+    """An instance that cannot be sent in any transfer syntax the client accepts (406 if it is the first)."""
+
+
+def _rendered(part10: bytes, rendition: InstanceRendition) -> tuple[bytes, str]:
+    stored = transfer_syntax_of(part10)
+    target = choose_transfer_syntax(stored, rendition.transfer_syntaxes)
+    if target is None:
+        raise NoAcceptableTransferSyntax(
+            f"an instance stored as {stored} cannot be sent in any accepted transfer syntax "
+            f"({', '.join(rendition.transfer_syntaxes)})"
+        )
+    return (part10 if target == stored else transcode(part10, target)), target
+
+
+def _instances(aet: str, selection: InstanceSelection) -> Response:
+    backend = backend_for(aet)
+    rendition = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
+    # Rendering the first instance before answering turns "cannot transcode" into a 406.
+    rendered = primed(_rendered(part10, rendition) for part10 in backend.retrieve(selection))
+    if rendition.container == "single":
+        body, transfer_syntax = _only(rendered)
+        return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}")
+    if rendition.container == "zip":
+        files = ((f"{index:06d}.dcm", body) for index, (body, _) in enumerate(rendered, start=1))
+        return Response(zip_stream(files), content_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="instances.zip"'})
+    boundary = new_boundary()
+    parts = (Part(body, {"Content-Type": f"application/dicom; transfer-syntax={ts}"}) for body, ts in rendered)
+    return Response(write_multipart(parts, "application/dicom", boundary),
+                    content_type=multipart_content_type("application/dicom", boundary))
+
+
+# ----------------------------------------------------------------------------------------- metadata
+
+
+@blueprint.get(STUDY + "/metadata")
+def study_metadata(aet: str, study_uid: str) -> Response:
+    return _metadata(aet, _selection(study_uid))
+
+
+@blueprint.get(SERIES + "/metadata")
+def series_metadata(aet: str, study_uid: str, series_uid: str) -> Response:
+    return _metadata(aet, _selection(study_uid, series_uid))
+
+
+@blueprint.get(INSTANCE + "/metadata")
+def instance_metadata_resource(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    return _metadata(aet, _selection(study_uid, series_uid, sop_uid))
+
+
+def _instance_url(root: str, part10: bytes) -> str:
+    header = dcmread(BytesIO(part10), stop_before_pixels=True,
+                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    return (f"{root}/studies/{header.StudyInstanceUID}/series/{header.SeriesInstanceUID}"
+            f"/instances/{header.SOPInstanceUID}")
+
+
+def _metadata(aet: str, selection: InstanceSelection) -> Response:
+    backend = backend_for(aet)
+    media_type = negotiate_qido(request.headers.get("Accept"))
+    root = aet_root_url(aet)
+    instances = primed(backend.retrieve(selection))
+    if media_type is QidoMediaType.JSON:
+        documents = (instance_metadata(part10, _instance_url(root, part10)) for part10 in instances)
+        return Response(encode_json_array(documents), mimetype="application/dicom+json")
+    boundary = new_boundary()
+    parts = (instance_metadata_xml(part10, _instance_url(root, part10)) for part10 in instances)
+    return Response(write_multipart(parts, "application/dicom+xml", boundary),
+                    content_type=multipart_content_type("application/dicom+xml", boundary))
+
+
+# ---------------------------------------------------------------------------------- frames and bulk
+
+
+def _only(items: Iterator[T]) -> T:
+    """The one item an instance-level retrieval yields; the retrieval runs to its end so the
+    association is released normally rather than aborted."""
+    first: T | None = None
+    for item in items:
+        if first is None:
+            first = item
+    if first is None:
+        raise BackendNotFound("no instance matches")
+    return first
+
+
+def _single_instance(aet: str, selection: InstanceSelection) -> bytes:
+    return _only(backend_for(aet).retrieve(selection))
+
+
+@blueprint.get(INSTANCE + "/frames/<frame_list>")
+def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
+    selection = _selection(study_uid, series_uid, sop_uid)
+    numbers = parse_frame_list(frame_list)
+    part10 = _single_instance(aet, selection)
+    transfer_syntax = transfer_syntax_of(part10)
+    rendition = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
+    frame_bytes = extract_frames(part10, numbers, rendition.decompress)
+    part_type = rendition.media_type
+    if part_type != "application/octet-stream":
+        part_type_header = f"{part_type}; transfer-syntax={transfer_syntax}"
+    else:
+        part_type_header = part_type
+    boundary = new_boundary()
+    parts = (Part(body, {"Content-Type": part_type_header}) for body in frame_bytes)
+    return Response(write_multipart(parts, part_type, boundary), content_type=multipart_content_type(part_type, boundary))
+
+
+@blueprint.get(INSTANCE + "/bulkdata/<path:bulk_path>")
+def bulkdata(aet: str, study_uid: str, series_uid: str, sop_uid: str, bulk_path: str) -> Response:
+    selection = _selection(study_uid, series_uid, sop_uid)
+    negotiate_bulkdata(request.headers.get("Accept"))
+    part10 = _single_instance(aet, selection)
+    try:
+        value = bulkdata_value(part10, bulk_path)
+    except KeyError:
+        raise BackendNotFound(f"the instance has no bulk data at {bulk_path}") from None
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    boundary = new_boundary()
+    return Response(write_multipart([value], "application/octet-stream", boundary),
+                    content_type=multipart_content_type("application/octet-stream", boundary))
+
