@@ -26,7 +26,7 @@ def check_config(path: str | None) -> int:
     return 0
 
 
-def receiver(config_path: str | None) -> int:
+def receiver(config_path: str | None, ready_fd: int | None = None) -> int:
     """The move receiver on its own (gunicorn starts it by itself; this is for running it apart)."""
     from dicomrst.backends.dimse.receiver import run_receivers
     from dicomrst.logs import configure_logging
@@ -37,7 +37,7 @@ def receiver(config_path: str | None) -> int:
         print(f"config: {error}", file=sys.stderr)
         return 1
     configure_logging(config.telemetry.level)
-    run_receivers(config)
+    run_receivers(config, ready_fd)
     return 0
 
 
@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("file", nargs="?", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
     receive = commands.add_parser("receiver", help="run the move receiver (gunicorn starts it by itself)")
     receive.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
+    receive.add_argument("--ready-fd", type=int, help="write READY to this file descriptor once listening")
     commands.add_parser("sample-pacs", help="run the sample PACS (options: dicomrst sample-pacs --help)", add_help=False)
     run = commands.add_parser("up", help="run the gateway under gunicorn, with the sample PACS when configured")
     run.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return check_config(args.file)
     if args.command == "receiver":
-        return receiver(args.config)
+        return receiver(args.config, args.ready_fd)
     return up(args.config, args.sample_pacs, args.storage)
 
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 from dicomrst.config import CONFIG_ENV, Config, DimseAetConfig
 
 log = logging.getLogger(__name__)
 
 STARTUP_SECONDS = 20
+READY = b"READY"
 
 
 def needs_receiver(config: Config) -> bool:
@@ -27,33 +27,22 @@ def needs_receiver(config: Config) -> bool:
 
 
 def start_receiver_process(config: Config, config_path: str | None) -> subprocess.Popen[bytes] | None:
-    """Start ``dicomrst receiver`` and wait until every Storage SCP port accepts connections."""
+    """Start ``dicomrst receiver`` and wait until it says every Storage SCP is listening."""
     if not needs_receiver(config):
         return None
     environment = dict(os.environ)
     if config_path:
         environment[CONFIG_ENV] = config_path
-    process = subprocess.Popen([sys.executable, "-m", "dicomrst.cli", "receiver"], env=environment)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    pending = [(r.interface, r.port) for r in config.server.dimse]
-    while pending:
-        if process.poll() is not None:
-            raise RuntimeError(f"the move receiver exited with code {process.returncode} while starting")
-        if time.monotonic() > deadline:
-            stop_receiver_process(process, 1)
-            raise RuntimeError(f"the move receiver did not listen on {pending} within {STARTUP_SECONDS} s")
-        pending = [address for address in pending if not _listening(*address)]
-        time.sleep(0.05)
+    process = subprocess.Popen([sys.executable, "-m", "dicomrst.cli", "receiver", "--ready-fd", "1"],
+                               env=environment, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], STARTUP_SECONDS)
+    line = process.stdout.readline() if ready else b""
+    process.stdout.close()
+    if line.strip() != READY:
+        stop_receiver_process(process, 1)
+        raise RuntimeError(f"the move receiver did not start within {STARTUP_SECONDS} s (exit code {process.poll()})")
     return process
-
-
-def _listening(interface: str, port: int) -> bool:
-    host = "127.0.0.1" if interface in ("0.0.0.0", "") else ("::1" if interface == "::" else interface)
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def stop_receiver_process(process: subprocess.Popen[bytes] | None, timeout_seconds: float) -> None:

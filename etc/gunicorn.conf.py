@@ -18,6 +18,9 @@ worker_connections = 1000
 timeout = max(30, _http.request_timeout // 1000)
 graceful_timeout = _http.request_timeout // 1000 if _http.graceful_shutdown else 1
 keepalive = 5
+# gunicorn 23+ opens a control socket at one fixed path per user; two gateways on a host would
+# fight over it, and nothing here needs it.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 loglevel = "debug" if _config.telemetry.level in ("DEBUG", "TRACE") else "info"

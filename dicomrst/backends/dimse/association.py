@@ -17,6 +17,7 @@ from pynetdicom import AE, Association, evt
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation, SOPClassExtendedNegotiation
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, BackendUnavailable
+from dicomrst.backends.dimse.sockets import disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,18 @@ def open_association(
             ae.add_requested_context(context[0], list(context[1]))
 
     connected: list[bool] = []
+
+    def on_open(event: Any) -> None:
+        connected.append(True)
+        disable_nagle(event)
+
     started = time.monotonic()
     association = ae.associate(
         peer.host,
         peer.port,
         ae_title=peer.called_aet,
         ext_neg=list(extended_negotiation) or None,
-        evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True)), *handlers],
+        evt_handlers=[(evt.EVT_CONN_OPEN, on_open), *handlers],
     )
     if not association.is_established:
         raise _association_failure(peer, association, bool(connected), time.monotonic() - started, timeout_seconds)

@@ -8,8 +8,10 @@ nothing of what it refuses.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomrst.backends.dimse.sockets import disable_nagle
 from dicomrst.backends.dimse.spool import MoveGone, deliver, move_by_message_id, move_by_uids, spool_root
 from dicomrst.config import Config, DimseAetConfig, ReceiverConfig
 
@@ -64,7 +67,7 @@ class StoreRouter:
 
     def handlers(self) -> list[tuple[Any, Any]]:
         return [(evt.EVT_C_STORE, self.store), (evt.EVT_RELEASED, self._unbind), (evt.EVT_ABORTED, self._unbind),
-                (evt.EVT_CONN_CLOSE, self._unbind)]
+                (evt.EVT_CONN_CLOSE, self._unbind), (evt.EVT_CONN_OPEN, disable_nagle)]
 
     def _unbind(self, event: Any) -> None:
         with self._lock:
@@ -146,17 +149,24 @@ def start_receivers(config: Config) -> list[ThreadedAssociationServer]:
     return servers
 
 
-def run_receivers(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then let the associations in progress finish."""
+def run_receivers(config: Config, ready_fd: int | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then let the associations in progress finish.
+    ``ready_fd`` gets a line once every Storage SCP listens, for whoever started this process."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     servers = start_receivers(config)
+    if ready_fd is not None:
+        os.write(ready_fd, b"READY\n")
     stop.wait()
     log.info("move receivers stopping")
+    in_progress = [association for server in servers for association in server.active_associations]
     for server in servers:
-        in_progress = server.active_associations
         server.shutdown()
-        # Drain: moves under way finish their C-STOREs; no new association is accepted.
-        for association in in_progress:
-            association.join(DRAIN_SECONDS)
+    # Drain: moves under way finish their C-STOREs while no new association is accepted; whatever
+    # is still open at the deadline (a peer that went quiet) is aborted.
+    deadline = time.monotonic() + DRAIN_SECONDS
+    for association in in_progress:
+        association.join(max(0.0, deadline - time.monotonic()))
+        if association.is_alive():
+            association.abort()
