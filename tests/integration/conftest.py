@@ -95,7 +95,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, known_da
          "pool": {"size": 1, "timeout": 500}, "qido-rs": {"timeout": HUNG_TIMEOUT_MS}},
     ], uncompressed=False)
     orthanc.add_modality(*receiver_of(config))
-    process = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=3)
+    process = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=4)
     process.start()
     yield process
     process.stop()

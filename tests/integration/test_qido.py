@@ -235,7 +235,7 @@ def test_a_hung_pacs_is_504_within_the_timeout_and_others_keep_serving(gateway: 
 
 
 def test_pool_size_holds_across_workers(gateway: Gateway):
-    """HUNG allows one association; three workers serve the requests, and all but one must wait for
+    """HUNG allows one association; several workers serve the requests, and all but one must wait for
     the slot and give up after pool.timeout with 503."""
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         responses = list(pool.map(lambda _: qido(gateway, "/studies", aet="HUNG"), range(3)))

@@ -92,7 +92,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, study: list[Dataset]) -> Ite
             (folder / f"{dataset.SOPInstanceUID}.dcm").write_bytes(part10(dataset))
         servers[aet] = serve(folder, aet=aet, port=port, destinations={receiver_aet: ("127.0.0.1", receiver_port)},
                              seed=False, block=False)
-    gateway = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=2)
+    gateway = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=1)
     gateway.start()
     yield Setup(gateway, servers)
     gateway.stop()
