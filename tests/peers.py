@@ -212,3 +212,36 @@ class SilentPacs:
         self._server.close()
         for connection in self._connections:
             connection.close()
+
+
+class StoreScp:
+    """DCMTK's storescp writing what it receives into a folder."""
+
+    aet = "STORESCP"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # DCMTK's, not a Python package's script of the same name that may come first on PATH.
+        binary = "/usr/bin/storescp" if Path("/usr/bin/storescp").exists() else shutil.which("storescp")
+        if binary is None:
+            raise PeerMissing("DCMTK is not installed (apt-get install dcmtk)")
+        log = open(self.folder.parent / f"{self.folder.name}.log", "wb")
+        self.process = subprocess.Popen([binary, "-aet", self.aet, "-od", str(self.folder), str(self.port)],
+                                        stdout=log, stderr=log, env={**os.environ, "TCP_NODELAY": "1"})
+
+        def listening() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+
+        wait_until(listening, 10, "storescp", self.process)
+
+    def received(self, sop_instance_uid: str) -> Path | None:
+        return next((path for path in self.folder.iterdir() if path.name.endswith(f".{sop_instance_uid}")), None)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)

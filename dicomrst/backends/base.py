@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from pydicom import Dataset
 
 from dicomrst.dicomweb.query import QidoQuery
+from dicomrst.dicomweb.stow import UploadedInstance
 
 
 class BackendError(Exception):
@@ -57,6 +59,24 @@ class InstanceSelection:
         if self.sop_uid is not None:
             return "IMAGE"
         return "SERIES" if self.series_uid is not None else "STUDY"
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What the origin said of one instance: stored (perhaps with a warning reason) or failed (with a
+    failure reason), as the codes of the Store Instances Response Module."""
+
+    stored: bool
+    reason: int | None = None
+
+
+class StoreSession(ABC):
+    """Stores the instances of one STOW-RS request, keeping what it needs (an association) open
+    between them."""
+
+    @abstractmethod
+    def store(self, instance: UploadedInstance) -> StoreOutcome:
+        """Store one instance; an instance is reported stored only after the origin said so."""
 
 
 @dataclass(frozen=True)

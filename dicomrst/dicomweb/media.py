@@ -356,3 +356,22 @@ def negotiate_bulkdata(accept: str | None) -> None:
     Raises BadAcceptHeader (400) or NotAcceptable (406).
     """
     negotiate(accept, _choose_bulkdata, [f'multipart/related; type="{_OCTET_STREAM}"'])
+
+
+class StowResponseType(enum.Enum):
+    JSON = "application/dicom+json"
+    XML = "application/dicom+xml"
+
+
+def _choose_stow_response(media_range: MediaRange) -> StowResponseType | None:
+    if media_range.essence in ("*/*", "application/*", "application/dicom+json", "application/json"):
+        return StowResponseType.JSON
+    if media_range.essence == "application/dicom+xml":
+        return StowResponseType.XML
+    return None
+
+
+def negotiate_stow_response(accept: str | None) -> StowResponseType:
+    """The Store Instances Response Module as DICOM JSON (default) or as one Native DICOM Model
+    document (PS3.18 10.5.3)."""
+    return negotiate(accept, _choose_stow_response, [m.value for m in StowResponseType])

@@ -67,6 +67,9 @@ def _http_error(error: HTTPException) -> Response:
     for name, value in error.get_headers():
         if name.lower() == "allow":
             response.headers[name] = value
+    if error.code == 413:
+        # The rest of an oversized body is not read; the connection cannot carry another request.
+        response.headers["Connection"] = "close"
     return response
 
 

@@ -13,7 +13,16 @@ from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
 from dicomrst.sample_pacs.studies import Patient, generate_study
-from tests.peers import Gateway, Orthanc, SilentPacs, free_port, gateway_config, receiver_of, start_orthanc
+from tests.peers import (
+    Gateway,
+    Orthanc,
+    SilentPacs,
+    StoreScp,
+    free_port,
+    gateway_config,
+    receiver_of,
+    start_orthanc,
+)
 
 HUNG_TIMEOUT_MS = 1500
 
@@ -84,16 +93,29 @@ def silent_pacs() -> Iterator[SilentPacs]:
     pacs.close()
 
 
+MAX_UPLOAD_SIZE = 8_000_000
+
+
+@pytest.fixture(scope="session")
+def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreScp]:
+    """DCMTK's storescp, which accepts only uncompressed transfer syntaxes unless told otherwise."""
+    peer = StoreScp(tmp_path_factory.mktemp("storescp"))
+    peer.start()
+    yield peer
+    peer.stop()
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, known_data: KnownData,
-            silent_pacs: SilentPacs) -> Iterator[Gateway]:
+            silent_pacs: SilentPacs, storescp: StoreScp) -> Iterator[Gateway]:
     config = gateway_config([
         {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port, "pool": {"size": 4, "timeout": 5000}},
         {"aet": "ORTHANCGET", "host": "127.0.0.1", "port": orthanc.dicom_port, "wado-rs": {"method": "get"}},
         {"aet": "DOWN", "host": "127.0.0.1", "port": free_port(), "qido-rs": {"timeout": 3000}},
         {"aet": "HUNG", "host": "127.0.0.1", "port": silent_pacs.port,
          "pool": {"size": 1, "timeout": 500}, "qido-rs": {"timeout": HUNG_TIMEOUT_MS}},
-    ], uncompressed=False)
+        {"aet": storescp.aet, "host": "127.0.0.1", "port": storescp.port},
+    ], uncompressed=False, **{"max-upload-size": MAX_UPLOAD_SIZE})
     orthanc.add_modality(*receiver_of(config))
     process = Gateway(config, tmp_path_factory.mktemp("gateway"), workers=4)
     process.start()

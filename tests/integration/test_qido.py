@@ -41,7 +41,7 @@ def uids(matches: list[dict], keyword: str = "StudyInstanceUID") -> set[str]:
 def test_aets_lists_configured_names_in_order(gateway: Gateway):
     response = requests.get(f"{gateway.url}/aets", timeout=5)
     assert response.status_code == 200
-    assert response.json() == ["ORTHANC", "ORTHANCGET", "DOWN", "HUNG"]
+    assert response.json() == ["ORTHANC", "ORTHANCGET", "DOWN", "HUNG", "STORESCP"]
 
 
 def test_health_check_echoes_for_real(gateway: Gateway):

@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydicom import Dataset
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
-from dicomrst.backends.base import Backend, BackendError, BackendUnavailable, Health, InstanceSelection
+from dicomrst.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Health,
+    InstanceSelection,
+    StoreSession,
+)
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
@@ -15,6 +23,7 @@ from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slots import AssociationSlots, default_slot_directory
 from dicomrst.backends.dimse.spool import spool_root
+from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.config import DimseAetConfig, ReceiverConfig
 from dicomrst.dicomweb.query import QidoQuery
 
@@ -61,6 +70,17 @@ class DimseBackend(Backend):
             raise BackendUnavailable("this gateway has no move receiver (server.dimse) for C-MOVE")
         return move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet, spool_root(self.receiver),
                               selection, timeout, sequential=wado.mode == "sequential")
+
+
+    @contextmanager
+    def store_session(self) -> Iterator[StoreSession]:
+        with self.slots.hold(self._pool_timeout):
+            session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000)
+            session.open()
+            try:
+                yield session
+            finally:
+                session.close()
 
 
 def _asking_for_utf8(identifier: Dataset) -> Dataset:

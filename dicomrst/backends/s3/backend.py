@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydicom import Dataset
 
-from dicomrst.backends.base import Backend, Health, NotSupported
+from dicomrst.backends.base import Backend, Health, InstanceSelection, NotSupported, StoreSession
 from dicomrst.backends.s3.client import MissingCredentials, make_client
 from dicomrst.config import S3AetConfig
 from dicomrst.dicomweb.query import QidoQuery
@@ -32,3 +33,9 @@ class S3Backend(Backend):
 
     def search(self, query: QidoQuery) -> Iterator[Dataset]:
         raise NotSupported("QIDO-RS is not available for S3 AETs: a bucket has no index to search")
+
+    def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
+        raise NotSupported("WADO-RS is not available for S3 AETs yet")
+
+    def store_session(self) -> AbstractContextManager[StoreSession]:
+        raise NotSupported("STOW-RS is not available for S3 AETs yet")

@@ -1,0 +1,135 @@
+"""C-STORE for STOW-RS: instances sent from their files over one association per request, renegotiated
+only when an instance needs a presentation context the association lacks."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pynetdicom import Association, _config
+from pynetdicom.presentation import StoragePresentationContexts
+
+from dicomrst.backends.base import BackendError, StoreOutcome, StoreSession
+from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.dicomweb.stow import (
+    FAILURE_OUT_OF_RESOURCES,
+    FAILURE_PROCESSING,
+    FAILURE_SOP_CLASS_NOT_SUPPORTED,
+    FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED,
+    WARNING_COERCION,
+    UploadedInstance,
+)
+from dicomrst.dicomweb.transcode import TranscodeError, transcode
+
+log = logging.getLogger(__name__)
+
+# Send instances from their files in PDU-sized chunks instead of decoding them: memory stays at a
+# chunk whatever the instance size, and no time goes into decoding and encoding.
+_config.STORE_SEND_CHUNKED_DATASET = True
+# Sent from the file as they are, these syntaxes reach the PACS undecodable (seen with Orthanc: implicit
+# and big endian refused with 0xA900, deflated never answered), so such instances are decoded and
+# re-encoded by pynetdicom instead.
+_DECODED_BEFORE_SENDING = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+MAX_CONTEXTS = 128
+# PS3.4 B.2.3: statuses with which the instance was stored nonetheless.
+_STORED_WITH_WARNING = (0xB000, 0xB006, 0xB007)
+
+Pair = tuple[str, str]  # (SOP class, transfer syntax): one presentation context each
+_COMMON_PAIRS: list[Pair] = [(str(c.abstract_syntax), EXPLICIT_VR_LITTLE_ENDIAN) for c in StoragePresentationContexts]
+
+
+class DimseStoreSession(StoreSession):
+    def __init__(self, peer: Peer, timeout_seconds: float) -> None:
+        self.peer = peer
+        self.timeout_seconds = timeout_seconds
+        self._stack = ExitStack()
+        self._association: Association | None = None
+        self._proposed: list[Pair] = []
+        self._accepted: set[Pair] = set()
+
+    def open(self) -> None:
+        """Associate up front, proposing the common storage classes in Explicit VR Little Endian, so a
+        PACS that is down is known before the body is read."""
+        self._associate(_COMMON_PAIRS)
+
+    def close(self) -> None:
+        self._stack.close()
+        self._association = None
+
+    def _associate(self, pairs: list[Pair]) -> None:
+        self.close()
+        self._stack = ExitStack()
+        contexts = [(sop_class, [transfer_syntax]) for sop_class, transfer_syntax in pairs[:MAX_CONTEXTS - 1]]
+        self._association = self._stack.enter_context(open_association(self.peer, contexts, self.timeout_seconds))
+        self._proposed = pairs[:MAX_CONTEXTS - 1]
+        self._accepted = {
+            (str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in self._association.accepted_contexts
+        }
+
+    def _ensure_context(self, pair: Pair) -> None:
+        """Renegotiate when the association never proposed this class and syntax; the pairs needed
+        so far come along, with the uncompressed fallback for the class."""
+        if pair in self._accepted or (pair in self._proposed and self._association is not None):
+            return
+        fallback = (pair[0], EXPLICIT_VR_LITTLE_ENDIAN)
+        wanted = [pair, fallback]
+        rest = [p for p in self._proposed if p not in wanted]
+        log.debug("renegotiating with %s for %s", self.peer, pair)
+        self._associate(wanted + rest)
+
+    def store(self, instance: UploadedInstance) -> StoreOutcome:
+        pair = (instance.sop_class_uid, instance.transfer_syntax_uid)
+        try:
+            self._ensure_context(pair)
+        except BackendError as error:
+            log.warning("cannot store %s: %s", instance.sop_instance_uid, error)
+            return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
+        if pair in self._accepted:
+            if instance.transfer_syntax_uid in _DECODED_BEFORE_SENDING:
+                return self._send(dcmread(instance.path), None)
+            return self._send(instance.path, None)
+        if (instance.sop_class_uid, EXPLICIT_VR_LITTLE_ENDIAN) in self._accepted:
+            return self._send_transcoded(instance)
+        refused_class = not any(sop_class == instance.sop_class_uid for sop_class, _ in self._accepted)
+        return StoreOutcome(False, FAILURE_SOP_CLASS_NOT_SUPPORTED if refused_class else FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED)
+
+    def _send_transcoded(self, instance: UploadedInstance) -> StoreOutcome:
+        """The PACS refused the instance's (compressed) syntax: send it uncompressed, and say so."""
+        try:
+            decoded = transcode(instance.path.read_bytes(), EXPLICIT_VR_LITTLE_ENDIAN)
+        except TranscodeError as error:
+            log.warning("cannot transcode %s for %s: %s", instance.sop_instance_uid, self.peer, error)
+            return StoreOutcome(False, FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED)
+        with tempfile.NamedTemporaryFile(prefix="dicomrst-stow-", suffix=".dcm") as handle:
+            handle.write(decoded)
+            handle.flush()
+            del decoded
+            return self._send(Path(handle.name), WARNING_COERCION)
+
+    def _send(self, source: Path | Dataset, warning: int | None) -> StoreOutcome:
+        association = self._association
+        if association is None or not association.is_established:
+            return StoreOutcome(False, FAILURE_PROCESSING)
+        try:
+            status = association.send_c_store(source)
+        except (ValueError, RuntimeError) as error:
+            log.warning("C-STORE to %s not sent: %s", self.peer, error)
+            return StoreOutcome(False, FAILURE_PROCESSING)
+        if "Status" not in status:
+            # Timed out or aborted: the association is gone; the next instance opens a new one.
+            log.warning("no C-STORE response from %s within %g s", self.peer, self.timeout_seconds)
+            self._association = None
+            self._proposed = []
+            self._accepted = set()
+            return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
+        code = int(status.Status)
+        if code == 0x0000:
+            return StoreOutcome(True, warning)
+        if code in _STORED_WITH_WARNING:
+            return StoreOutcome(True, code)
+        log.warning("%s refused an instance with status 0x%04X", self.peer, code)
+        return StoreOutcome(False, code)

@@ -1,0 +1,190 @@
+"""STOW-RS formats (PS3.18 10.5): what an uploaded part holds, and the Store Instances Response Module."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+
+from dicomrst.dicomweb.uids import is_valid_uid
+
+# Failure and warning reasons of the response module (PS3.18 10.5.3, the C-STORE statuses of PS3.4 B.2.3).
+FAILURE_PROCESSING = 0x0110
+FAILURE_SOP_CLASS_NOT_SUPPORTED = 0x0122
+FAILURE_OUT_OF_RESOURCES = 0xA700
+FAILURE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+FAILURE_CANNOT_UNDERSTAND = 0xC000
+FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+WARNING_COERCION = 0xB000
+
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+# Values this size or larger are left on disk while the part is checked.
+_DEFER_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class UploadedInstance:
+    """A Part-10 instance from a STOW-RS part, checked and written to ``path``."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax_uid: str
+
+
+class UnusablePart(ValueError):
+    """A part that cannot be stored; ``sop_class_uid``/``sop_instance_uid`` are what could be read."""
+
+    def __init__(self, reason: str, sop_class_uid: str = "", sop_instance_uid: str = "") -> None:
+        super().__init__(reason)
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+
+
+_PREAMBLE = b"\0" * 128 + b"DICM"
+
+
+def write_part(chunks: Iterable[bytes], target: BinaryIO) -> None:
+    """Write a part's bytes, restoring the 128-byte preamble and DICM prefix that some clients (such
+    as dicomweb-client) leave out of a Part-10 instance that starts with its file meta group."""
+    head = b""
+    iterator = iter(chunks)
+    for chunk in iterator:
+        head += chunk
+        if len(head) >= len(_PREAMBLE):
+            break
+    if not head[128:132] == b"DICM" and head[:2] == b"\x02\x00":
+        target.write(_PREAMBLE)
+    target.write(head)
+    for chunk in iterator:
+        target.write(chunk)
+
+
+def inspect_part(path: Path) -> UploadedInstance:
+    """Read the header of an uploaded part and make sure it is a whole Part-10 instance."""
+    try:
+        dataset = dcmread(path, defer_size=_DEFER_BYTES)
+    except (InvalidDicomError, EOFError) as error:
+        raise UnusablePart(f"not a DICOM Part-10 instance: {error}") from None
+    except Exception as error:  # noqa: BLE001 - pydicom raises many kinds on damaged input
+        raise UnusablePart(f"unreadable DICOM: {error}") from None
+    sop_class_uid = _uid(dataset, "SOPClassUID") or _uid(dataset.file_meta, "MediaStorageSOPClassUID")
+    sop_instance_uid = _uid(dataset, "SOPInstanceUID")
+    if not sop_instance_uid:
+        raise UnusablePart("the instance has no valid SOP Instance UID", sop_class_uid)
+    if not sop_class_uid:
+        raise UnusablePart("the instance has no valid SOP Class UID", "", sop_instance_uid)
+    transfer_syntax = _uid(dataset.file_meta, "TransferSyntaxUID")
+    if not transfer_syntax:
+        raise UnusablePart("the file meta names no transfer syntax", sop_class_uid, sop_instance_uid)
+    if _truncated(dataset, path):
+        raise UnusablePart("the instance is truncated", sop_class_uid, sop_instance_uid)
+    return UploadedInstance(
+        path=path,
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        study_uid=_uid(dataset, "StudyInstanceUID"),
+        series_uid=_uid(dataset, "SeriesInstanceUID"),
+        transfer_syntax_uid=transfer_syntax,
+    )
+
+
+def _uid(dataset: Dataset, keyword: str) -> str:
+    try:
+        value = str(dataset.get(keyword, "") or "").strip("\0 ")
+    except Exception:  # noqa: BLE001 - a damaged value reads as absent
+        return ""
+    return value if is_valid_uid(value) else ""
+
+
+def _truncated(dataset: Dataset, path: Path) -> bool:
+    """A value that reaches past the end of the file means the upload was cut short (pydicom reads a
+    short last value without complaint, and defers large ones unread)."""
+    size = os.path.getsize(path)
+    for tag in dataset.keys():
+        element = dataset.get_item(tag)
+        if not isinstance(element, RawDataElement) or element.length == 0xFFFFFFFF:
+            continue
+        if element.value_tell is not None and element.value_tell + element.length > size:
+            return True
+    return _native_pixel_data_short(dataset, size)
+
+
+def _native_pixel_data_short(dataset: Dataset, size: int) -> bool:
+    """Uncompressed pixel data shorter than its image description says."""
+    if "PixelData" not in dataset or dataset.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES:
+        return False
+    try:
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        expected = (int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1))
+                    * int(dataset.BitsAllocated) * frames + 7) // 8
+    except (AttributeError, TypeError, ValueError):
+        return False
+    element = dataset.get_item("PixelData")
+    if isinstance(element, RawDataElement):
+        available = element.length if element.value is None else len(element.value)
+        if element.value is None and element.value_tell is not None:
+            available = min(available, size - element.value_tell)
+    else:
+        available = len(element.value or b"")
+    return available < expected
+
+
+@dataclass
+class StoreReport:
+    """What became of each part, for the Store Instances Response Module (PS3.18 10.5.3)."""
+
+    stored: list[tuple[str, str, str, int | None]] = field(default_factory=list)  # class, instance, url, warning
+    failed: list[tuple[str, str, int]] = field(default_factory=list)  # class, instance, reason
+    study_urls: set[str] = field(default_factory=set)
+
+    def add_stored(self, instance: UploadedInstance, url: str, study_url: str, warning: int | None = None) -> None:
+        self.stored.append((instance.sop_class_uid, instance.sop_instance_uid, url, warning))
+        self.study_urls.add(study_url)
+
+    def add_failed(self, sop_class_uid: str, sop_instance_uid: str, reason: int) -> None:
+        self.failed.append((sop_class_uid, sop_instance_uid, reason))
+
+    @property
+    def status(self) -> int:
+        """200 all stored, 202 some stored with failures or warnings, 409 none stored (PS3.18 10.5.3)."""
+        if not self.stored:
+            return 409
+        if self.failed or any(warning is not None for *_, warning in self.stored):
+            return 202
+        return 200
+
+    def response_module(self) -> Dataset:
+        module = Dataset()
+        if len(self.study_urls) == 1:
+            module.RetrieveURL = next(iter(self.study_urls))
+        if self.failed:
+            module.FailedSOPSequence = [_failed_item(*failure) for failure in self.failed]
+        if self.stored:
+            module.ReferencedSOPSequence = [_referenced_item(*stored) for stored in self.stored]
+        return module
+
+
+def _failed_item(sop_class_uid: str, sop_instance_uid: str, reason: int) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class_uid
+    item.ReferencedSOPInstanceUID = sop_instance_uid
+    item.FailureReason = reason
+    return item
+
+
+def _referenced_item(sop_class_uid: str, sop_instance_uid: str, url: str, warning: int | None) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class_uid
+    item.ReferencedSOPInstanceUID = sop_instance_uid
+    item.RetrieveURL = url
+    if warning is not None:
+        item.WarningReason = warning
+    return item

@@ -1,0 +1,139 @@
+"""STOW-RS (PS3.18 10.5): parts read as a stream, each instance stored as it is read, every part
+either stored or reported failed."""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.http import parse_options_header
+
+from dicomrst.backends.base import StoreSession
+from dicomrst.dicomweb.dicom_json import dataset_to_json
+from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response
+from dicomrst.dicomweb.multipart_reader import MultipartError, MultipartReader
+from dicomrst.dicomweb.stow import FAILURE_CANNOT_UNDERSTAND, StoreReport, UnusablePart, inspect_part, write_part
+from dicomrst.dicomweb.uids import checked_uid
+from dicomrst.dicomweb.xml import dataset_to_xml
+from dicomrst.web.context import aet_root_url, backend_for
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("stow", __name__)
+
+_DICOM = "application/dicom"
+_READ_CHUNK = 1 << 20
+
+
+@blueprint.post("/<aet>/studies")
+def store_instances(aet: str) -> Response:
+    return _store(aet, None)
+
+
+@blueprint.post("/<aet>/studies/<study_uid>")
+def store_study_instances(aet: str, study_uid: str) -> Response:
+    return _store(aet, checked_uid(study_uid, "Study Instance UID"))
+
+
+def _boundary() -> str:
+    """The boundary of a multipart/related body of application/dicom parts; 415 or 400 otherwise."""
+    media_type, options = parse_options_header(request.headers.get("Content-Type", ""))
+    if media_type != "multipart/related":
+        raise UnsupportedMediaType(
+            f"STOW-RS takes multipart/related; type=\"{_DICOM}\", not {media_type or 'a body without Content-Type'}"
+        )
+    part_type = options.get("type", _DICOM).lower()
+    if part_type != _DICOM:
+        raise UnsupportedMediaType(f"only {_DICOM} parts are accepted, not {part_type}")
+    boundary = options.get("boundary")
+    if not boundary:
+        raise BadRequest("the multipart/related Content-Type has no boundary")
+    return boundary
+
+
+def _store(aet: str, study_uid: str | None) -> Response:
+    backend = backend_for(aet)
+    boundary = _boundary()
+    response_type = negotiate_stow_response(request.headers.get("Accept"))
+    limit = current_app.config["DICOMRST"].server.http.max_upload_size
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"the body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+    report = StoreReport()
+    root = aet_root_url(aet)
+    # Entering the session reaches the PACS: one that is down answers 503 before the body is read.
+    with backend.store_session() as session:
+        parts = 0
+        try:
+            body = _limited(request.stream.read, limit)
+            for headers, chunks in MultipartReader(body, boundary, _READ_CHUNK).parts():
+                parts += 1
+                _store_part(headers, chunks, session, report, study_uid, root)
+        except MultipartError as error:
+            if parts == 0:
+                raise BadRequest(f"the body cannot be parsed as multipart/related: {error}") from None
+            # The part being read is incomplete: it is reported, and nothing after it can be read.
+            log.warning("STOW-RS body broken after %d parts: %s", parts, error)
+            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+        except RequestEntityTooLarge:
+            log.warning("STOW-RS body exceeded %d bytes after %d parts", limit, parts)
+            return _answer(report, response_type, status=413)
+    if parts == 0:
+        raise BadRequest("the multipart/related body holds no parts")
+    return _answer(report, response_type, status=report.status)
+
+
+def _limited(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
+    """``read``, raising 413 once more than ``limit`` bytes came in (a chunked body declares no length)."""
+    received = 0
+
+    def read_within_limit(size: int) -> bytes:
+        nonlocal received
+        data = read(size)
+        received += len(data)
+        if received > limit:
+            raise RequestEntityTooLarge(f"the body exceeds the limit of {limit} bytes")
+        return data
+
+    return read_within_limit
+
+
+def _store_part(headers: dict[str, str], chunks: Iterator[bytes], session: StoreSession, report: StoreReport,
+                study_uid: str | None, root: str) -> None:
+    part_type = parse_options_header(headers.get("content-type", _DICOM))[0]
+    with tempfile.NamedTemporaryFile(prefix="dicomrst-stow-", suffix=".dcm") as spooled:
+        write_part(chunks, spooled)
+        spooled.flush()
+        if part_type != _DICOM:
+            log.warning("STOW-RS part of type %s refused", part_type)
+            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+            return
+        try:
+            instance = inspect_part(Path(spooled.name))
+        except UnusablePart as error:
+            log.warning("STOW-RS part refused: %s", error)
+            report.add_failed(error.sop_class_uid, error.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
+            return
+        if study_uid is not None and instance.study_uid != study_uid:
+            log.warning("STOW-RS instance %s belongs to study %s, not %s", instance.sop_instance_uid,
+                        instance.study_uid, study_uid)
+            report.add_failed(instance.sop_class_uid, instance.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
+            return
+        outcome = session.store(instance)
+    if not outcome.stored:
+        report.add_failed(instance.sop_class_uid, instance.sop_instance_uid, outcome.reason or FAILURE_CANNOT_UNDERSTAND)
+        return
+    study_url = f"{root}/studies/{instance.study_uid}"
+    instance_url = f"{study_url}/series/{instance.series_uid}/instances/{instance.sop_instance_uid}"
+    report.add_stored(instance, instance_url, study_url, outcome.reason)
+
+
+def _answer(report: StoreReport, response_type: StowResponseType, status: int) -> Response:
+    module = report.response_module()
+    if response_type is StowResponseType.XML:
+        return Response(dataset_to_xml(module), status=status, content_type="application/dicom+xml")
+    return Response(json.dumps(dataset_to_json(module), ensure_ascii=False), status=status,
+                    content_type="application/dicom+json")
