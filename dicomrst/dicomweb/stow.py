@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -11,7 +12,10 @@ from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
+from dicomrst.dicomweb.multipart_reader import MultipartReader
 from dicomrst.dicomweb.uids import is_valid_uid
+
+DICOM_MEDIA_TYPE = "application/dicom"
 
 # Failure and warning reasons of the response module (PS3.18 10.5.3, the C-STORE statuses of PS3.4 B.2.3).
 FAILURE_PROCESSING = 0x0110
@@ -135,6 +139,44 @@ def _native_pixel_data_short(dataset: Dataset, size: int) -> bool:
     else:
         available = len(element.value or b"")
     return available < expected
+
+
+@dataclass
+class SpooledPart:
+    """One part of the body, written to ``path``: either a usable instance or the reason it is not."""
+
+    path: Path
+    instance: UploadedInstance | None = None
+    failure: UnusablePart | None = None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def spool_parts(read: Callable[[int], bytes], boundary: str, study_uid: str | None,
+                chunk_size: int = 1 << 20) -> Iterator[SpooledPart]:
+    """Each part of a multipart/related body of application/dicom, written to a temporary file and
+    checked; on ``/studies/{study}`` an instance of another study is unusable. Raises MultipartError
+    where the body breaks."""
+    for headers, chunks in MultipartReader(read, boundary, chunk_size).parts():
+        handle = tempfile.NamedTemporaryFile(prefix="dicomrst-stow-", suffix=".dcm", delete=False)
+        part = SpooledPart(Path(handle.name))
+        try:
+            with handle:
+                write_part(chunks, handle)
+            part_type = headers.get("content-type", DICOM_MEDIA_TYPE).split(";")[0].strip().lower()
+            if part_type != DICOM_MEDIA_TYPE:
+                raise UnusablePart(f"a part of type {part_type}, not {DICOM_MEDIA_TYPE}")
+            part.instance = inspect_part(part.path)
+            if study_uid is not None and part.instance.study_uid != study_uid:
+                raise UnusablePart(f"the instance belongs to study {part.instance.study_uid}, not {study_uid}",
+                                   part.instance.sop_class_uid, part.instance.sop_instance_uid)
+        except UnusablePart as error:
+            part.instance, part.failure = None, error
+        except BaseException:
+            part.discard()
+            raise
+        yield part
 
 
 @dataclass

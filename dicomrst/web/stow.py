@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
@@ -15,18 +13,21 @@ from werkzeug.http import parse_options_header
 from dicomrst.backends.base import StoreSession
 from dicomrst.dicomweb.dicom_json import dataset_to_json
 from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response
-from dicomrst.dicomweb.multipart_reader import MultipartError, MultipartReader
-from dicomrst.dicomweb.stow import FAILURE_CANNOT_UNDERSTAND, StoreReport, UnusablePart, inspect_part, write_part
+from dicomrst.dicomweb.multipart_reader import MultipartError
+from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, SpooledPart, StoreReport, spool_parts
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
+from dicomrst.web.streaming import read_ahead
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("stow", __name__)
 
-_DICOM = "application/dicom"
-_READ_CHUNK = 1 << 20
+_DICOM = DICOM_MEDIA_TYPE
+# Parts read and spooled ahead of the one being stored: enough to keep the PACS busy, few enough that
+# temporary files stay a handful of instances.
+READ_AHEAD_PARTS = 2
 
 
 @blueprint.post("/<aet>/studies")
@@ -67,11 +68,16 @@ def _store(aet: str, study_uid: str | None) -> Response:
     # Entering the session reaches the PACS: one that is down answers 503 before the body is read.
     with backend.store_session() as session:
         parts = 0
+        # The next parts are read from the network while the PACS stores the current one.
+        spooled = read_ahead(spool_parts(_limited(request.stream.read, limit), boundary, study_uid),
+                             READ_AHEAD_PARTS, SpooledPart.discard)
         try:
-            body = _limited(request.stream.read, limit)
-            for headers, chunks in MultipartReader(body, boundary, _READ_CHUNK).parts():
+            for part in spooled:
                 parts += 1
-                _store_part(headers, chunks, session, report, study_uid, root)
+                try:
+                    _store_part(part, session, report, root)
+                finally:
+                    part.discard()
         except MultipartError as error:
             if parts == 0:
                 raise BadRequest(f"the body cannot be parsed as multipart/related: {error}") from None
@@ -101,28 +107,15 @@ def _limited(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]
     return read_within_limit
 
 
-def _store_part(headers: dict[str, str], chunks: Iterator[bytes], session: StoreSession, report: StoreReport,
-                study_uid: str | None, root: str) -> None:
-    part_type = parse_options_header(headers.get("content-type", _DICOM))[0]
-    with tempfile.NamedTemporaryFile(prefix="dicomrst-stow-", suffix=".dcm") as spooled:
-        write_part(chunks, spooled)
-        spooled.flush()
-        if part_type != _DICOM:
-            log.warning("STOW-RS part of type %s refused", part_type)
-            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
-            return
-        try:
-            instance = inspect_part(Path(spooled.name))
-        except UnusablePart as error:
-            log.warning("STOW-RS part refused: %s", error)
-            report.add_failed(error.sop_class_uid, error.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
-            return
-        if study_uid is not None and instance.study_uid != study_uid:
-            log.warning("STOW-RS instance %s belongs to study %s, not %s", instance.sop_instance_uid,
-                        instance.study_uid, study_uid)
-            report.add_failed(instance.sop_class_uid, instance.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
-            return
-        outcome = session.store(instance)
+def _store_part(part: SpooledPart, session: StoreSession, report: StoreReport, root: str) -> None:
+    if part.instance is None:
+        failure = part.failure
+        assert failure is not None
+        log.warning("STOW-RS part refused: %s", failure)
+        report.add_failed(failure.sop_class_uid, failure.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
+        return
+    instance = part.instance
+    outcome = session.store(instance)
     if not outcome.stored:
         report.add_failed(instance.sop_class_uid, instance.sop_instance_uid, outcome.reason or FAILURE_CANNOT_UNDERSTAND)
         return

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -33,3 +35,54 @@ def _rest(first: T, items: Iterator[T]) -> Iterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
+
+
+class _End:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None]) -> Iterator[T]:
+    """``items`` produced on a thread of their own (a greenlet under gevent), up to ``depth`` ahead of
+    the consumer, so that reading a request body overlaps with sending what was already read.
+    Errors of ``items`` reach the consumer in order; items left unconsumed are given to ``discard``."""
+    ready: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: T | _End) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    discard(item)
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            offer(_End(error))
+            return
+        offer(_End(None))
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = ready.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+        while not ready.empty():
+            leftover = ready.get_nowait()
+            if not isinstance(leftover, _End):
+                discard(leftover)
