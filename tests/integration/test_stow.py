@@ -101,6 +101,12 @@ def _readable(files: list[str]) -> Iterator[Dataset]:
             continue
 
 
+def _spooled_parts() -> set[str]:
+    import tempfile
+
+    return {path.name for path in Path(tempfile.gettempdir()).glob("dicomrst-stow-*")}
+
+
 def test_every_part_is_accounted_for(gateway: Gateway):
     """A part for each outcome: stored, not DICOM, truncated, without SOP Instance UID, of another media type."""
     good = new_study(42, instances=2)
@@ -110,7 +116,9 @@ def test_every_part_is_accounted_for(gateway: Gateway):
     no_uid_bytes = BytesIO()
     no_uid.save_as(no_uid_bytes, enforce_file_format=False)
     parts = [part10(good[0]), b"this is not DICOM", truncated, no_uid_bytes.getvalue(), part10(good[1])]
+    before = _spooled_parts()
     response = stow(gateway, parts)
+    assert _spooled_parts() - before == set()  # every spooled part is removed
     assert response.status_code == 202
     module = response.json()
     assert set(referenced(module)) == {str(d.SOPInstanceUID) for d in good}
