@@ -147,6 +147,7 @@ class Gateway:
     workers: int = 2
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -159,7 +160,7 @@ class Gateway:
     def start(self) -> None:
         config_path = self.directory / "dicomrst.yaml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
-        environment = {**os.environ, "DICOMRST_CONFIG": str(config_path)}
+        environment = {**os.environ, **self.environment, "DICOMRST_CONFIG": str(config_path)}
         command = [sys.executable, "-m", "gunicorn", "-c", "etc/gunicorn.conf.py", "wsgi:app",
                    "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers)]
         log = open(self.log_path, "ab")
@@ -241,6 +242,38 @@ class StoreScp:
 
     def received(self, sop_instance_uid: str) -> Path | None:
         return next((path for path in self.folder.iterdir() if path.name.endswith(f".{sop_instance_uid}")), None)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+class MotoS3:
+    """moto's standalone server: an S3 API over HTTP, in memory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("moto_server")
+        if binary is None:
+            raise PeerMissing("moto's server is not installed (pip install 'moto[server]')")
+        log = open(self.folder / "moto.log", "wb")
+        self.process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=log)
+        wait_until(lambda: requests.get(f"{self.endpoint}/moto-api/", timeout=1).status_code < 500, 30, "moto_server",
+                   self.process)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def stop(self) -> None:
         if self.process is not None:

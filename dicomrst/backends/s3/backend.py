@@ -1,41 +1,156 @@
-"""An S3 bucket in the DICOM-RST layout ``{study}/{series}/{instance}.dcm``."""
+"""An S3 bucket in the DICOM-RST layout ``{study}/{series}/{instance}.dcm`` at the bucket root."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.client import BaseClient
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from pydicom import Dataset
 
-from dicomrst.backends.base import Backend, Health, InstanceSelection, NotSupported, StoreSession
+from dicomrst.backends.base import (
+    Backend,
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    Health,
+    InstanceSelection,
+    NotFound,
+    NotSupported,
+    StoreOutcome,
+    StoreSession,
+)
 from dicomrst.backends.s3.client import MissingCredentials, make_client
+from dicomrst.backends.s3.keys import instance_key, selection_prefix
 from dicomrst.config import S3AetConfig
 from dicomrst.dicomweb.query import QidoQuery
+from dicomrst.dicomweb.stow import FAILURE_CANNOT_UNDERSTAND, FAILURE_OUT_OF_RESOURCES, UploadedInstance
+
+log = logging.getLogger(__name__)
+
+
+def backend_error(error: Exception, what: str) -> BackendError:
+    """A boto3 failure as the error the client deserves."""
+    if isinstance(error, MissingCredentials):
+        return BackendUnavailable(f"S3 credentials: {error}")
+    if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+        return BackendTimeout(f"{what}: the S3 endpoint did not answer in time")
+    if isinstance(error, (EndpointConnectionError, BotoConnectionError)):
+        return BackendUnavailable(f"{what}: the S3 endpoint cannot be reached")
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "error")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(f"{what}: not found")
+        if code == "NoSuchBucket":
+            return BackendUnavailable(f"{what}: the bucket does not exist")
+        return BackendProtocolError(f"{what}: S3 answered {code}")
+    return BackendProtocolError(f"{what}: {error}")
 
 
 class S3Backend(Backend):
     def __init__(self, config: S3AetConfig) -> None:
         self.config = config
         self.aet = config.aet
+        self._client: BaseClient | None = None
+
+    @property
+    def client(self) -> BaseClient:
+        # Built on first use, in the worker (after gevent patched the sockets), and shared: boto3
+        # clients are safe to use from several threads.
+        if self._client is None:
+            self._client = make_client(self.config)
+        return self._client
 
     def health(self) -> Health:
         try:
             # One attempt: a health check reports the state now, within the connect timeout.
             make_client(self.config, attempts=1).head_bucket(Bucket=self.config.bucket)
-        except MissingCredentials as error:
-            return Health(False, f"S3 credentials: {error}")
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "error")
-            return Health(False, f"bucket {self.config.bucket} at {self.config.endpoint} answered {code}")
-        except BotoCoreError as error:
-            return Health(False, f"bucket {self.config.bucket} at {self.config.endpoint} cannot be reached: {error}")
+        except (MissingCredentials, BotoCoreError, ClientError) as error:
+            return Health(False, str(backend_error(error, f"bucket {self.config.bucket} at {self.config.endpoint}")))
         return Health(True, f"bucket {self.config.bucket} at {self.config.endpoint} answers")
 
     def search(self, query: QidoQuery) -> Iterator[Dataset]:
         raise NotSupported("QIDO-RS is not available for S3 AETs: a bucket has no index to search")
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
-        raise NotSupported("WADO-RS is not available for S3 AETs yet")
+        if selection.sop_uid is not None:
+            return iter([self._get(instance_key(selection))])
+        return self._get_all(selection_prefix(selection))
 
-    def store_session(self) -> AbstractContextManager[StoreSession]:
-        raise NotSupported("STOW-RS is not available for S3 AETs yet")
+    def _get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.config.bucket, Key=key)["Body"].read()
+        except (MissingCredentials, BotoCoreError, ClientError) as error:
+            raise backend_error(error, f"object {key}") from None
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.config.bucket, Prefix=prefix)
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    if entry["Key"].endswith(".dcm"):
+                        yield entry["Key"]
+        except (MissingCredentials, BotoCoreError, ClientError) as error:
+            raise backend_error(error, f"listing {prefix}") from None
+
+    def _get_all(self, prefix: str) -> Iterator[bytes]:
+        """Every instance under ``prefix``, ``concurrency`` downloads in flight, each yielded as soon
+        as it is in: memory holds at most ``concurrency`` instances."""
+        in_flight: set[Future[bytes]] = set()
+        found = False
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            try:
+                for key in self._keys(prefix):
+                    found = True
+                    in_flight.add(pool.submit(self._get, key))
+                    if len(in_flight) >= self.config.concurrency:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            yield future.result()
+                for future in as_completed(in_flight):
+                    in_flight.discard(future)
+                    yield future.result()
+            finally:
+                for future in in_flight:
+                    future.cancel()
+        if not found:
+            raise NotFound("no instances match")
+
+    @contextmanager
+    def store_session(self) -> Iterator[StoreSession]:
+        try:
+            self.client.head_bucket(Bucket=self.config.bucket)
+        except (MissingCredentials, BotoCoreError, ClientError) as error:
+            raise backend_error(error, f"bucket {self.config.bucket}") from None
+        yield S3StoreSession(self.client, self.config.bucket)
+
+
+class S3StoreSession(StoreSession):
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def store(self, instance: UploadedInstance) -> StoreOutcome:
+        if not instance.study_uid or not instance.series_uid:
+            # The layout needs both; without them there is no key to store the instance under.
+            return StoreOutcome(False, FAILURE_CANNOT_UNDERSTAND)
+        key = instance_key(InstanceSelection(instance.study_uid, instance.series_uid, instance.sop_instance_uid))
+        try:
+            # Storing the same instance again overwrites the same key: idempotent.
+            self.client.upload_file(str(instance.path), self.bucket, key,
+                                    ExtraArgs={"ContentType": "application/dicom"})
+        except (BotoCoreError, ClientError) as error:
+            log.warning("cannot store %s in bucket %s: %s", key, self.bucket, error)
+            return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
+        return StoreOutcome(True)

@@ -1,0 +1,172 @@
+"""The S3 backend against moto's standalone S3 server, spoken to over HTTP, filled with boto3 in the
+DICOM-RST layout."""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
+
+import pytest
+import requests
+from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
+
+from dicomrst.dicomweb.multipart import write_multipart
+from dicomrst.sample_pacs.studies import generate_study
+from tests.integration.conftest import part10
+from tests.integration.dicom_json import tag, value
+from tests.integration.multipart import parse_multipart
+from tests.peers import Gateway, MotoS3, free_port, gateway_config
+
+BUCKET = "research"
+CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=s3-test'
+
+
+@dataclass
+class S3Setup:
+    gateway: Gateway
+    moto: MotoS3
+    study: list[Dataset]
+    frames: Dataset
+
+
+def key_of(dataset: Dataset) -> str:
+    return f"{dataset.StudyInstanceUID}/{dataset.SeriesInstanceUID}/{dataset.SOPInstanceUID}.dcm"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Setup]:
+    moto = MotoS3(tmp_path_factory.mktemp("moto"))
+    moto.start()
+    client = moto.client()
+    client.create_bucket(Bucket=BUCKET)
+    study = generate_study(random.Random(5), n_series=2, instances_per_series=15, rows=32, columns=32)
+    frames = dcmread(get_testdata_file("rtdose.dcm"))
+    for dataset in study:
+        client.put_object(Bucket=BUCKET, Key=key_of(dataset), Body=part10(dataset))
+    client.put_object(Bucket=BUCKET, Key=key_of(frames), Body=open(get_testdata_file("rtdose.dcm"), "rb").read())
+    # Not an instance of the layout: ignored by listings.
+    client.put_object(Bucket=BUCKET, Key=f"{study[0].StudyInstanceUID}/README.txt", Body=b"notes")
+    config = gateway_config([
+        {"aet": "RESEARCH", "backend": "S3", "endpoint": moto.endpoint, "endpoint-style": "path", "bucket": BUCKET,
+         "region": "us-east-1", "concurrency": 4,
+         "credentials": {"access-key-env": "RESEARCH_KEY", "secret-key-env": "RESEARCH_SECRET"}},
+        {"aet": "NOBUCKET", "backend": "S3", "endpoint": moto.endpoint, "endpoint-style": "path",
+         "bucket": "absent-bucket", "credentials": {"access-key": "testing", "secret-key": "testing"}},
+        {"aet": "UNREACHABLE", "backend": "S3", "endpoint": f"http://127.0.0.1:{free_port()}",
+         "endpoint-style": "path", "bucket": BUCKET, "credentials": {"access-key": "testing", "secret-key": "testing"}},
+    ])
+    gateway = Gateway(config, tmp_path_factory.mktemp("s3-gateway"), workers=2,
+                      environment={"RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
+    gateway.start()
+    yield S3Setup(gateway, moto, study, frames)
+    gateway.stop()
+    moto.stop()
+
+
+def get(s3: S3Setup, path: str, aet: str = "RESEARCH", **headers: str) -> requests.Response:
+    return requests.get(f"{s3.gateway.url}/aets/{aet}{path}", headers=headers, timeout=30)
+
+
+def instances(response: requests.Response) -> list[Dataset]:
+    assert response.status_code == 200, response.text
+    return [dcmread(BytesIO(body)) for _, body in parse_multipart(response.headers["Content-Type"], response.content)]
+
+
+def test_health(s3: S3Setup):
+    assert get(s3, "").status_code == 200
+    missing = get(s3, "", aet="NOBUCKET")
+    assert missing.status_code == 503 and "absent-bucket" in missing.json()["error"]
+    started = time.monotonic()
+    unreachable = get(s3, "", aet="UNREACHABLE")
+    assert unreachable.status_code == 503 and "cannot be reached" in unreachable.json()["error"]
+    assert time.monotonic() - started < 10
+
+
+def test_study_series_and_instance(s3: S3Setup):
+    study = s3.study
+    originals = {str(d.SOPInstanceUID): d for d in study}
+    received = instances(get(s3, f"/studies/{study[0].StudyInstanceUID}"))
+    assert sorted(str(d.SOPInstanceUID) for d in received) == sorted(originals)
+    assert all(d.PixelData == originals[str(d.SOPInstanceUID)].PixelData for d in received)
+    series = instances(get(s3, f"/studies/{study[0].StudyInstanceUID}/series/{study[0].SeriesInstanceUID}"))
+    assert {str(d.SOPInstanceUID) for d in series} == {str(d.SOPInstanceUID) for d in study
+                                                         if d.SeriesInstanceUID == study[0].SeriesInstanceUID}
+    one = study[3]
+    (single,) = instances(get(s3, f"/studies/{one.StudyInstanceUID}/series/{one.SeriesInstanceUID}"
+                                  f"/instances/{one.SOPInstanceUID}"))
+    assert single.SOPInstanceUID == one.SOPInstanceUID
+
+
+def test_metadata_and_bulk_data(s3: S3Setup):
+    study = s3.study
+    documents = get(s3, f"/studies/{study[0].StudyInstanceUID}/metadata").json()
+    assert len(documents) == len(study)
+    uri = documents[0][tag("PixelData")]["BulkDataURI"]
+    assert uri.startswith(f"{s3.gateway.url}/aets/RESEARCH/studies/")
+    bulk = requests.get(uri, timeout=30)
+    ((_, content),) = parse_multipart(bulk.headers["Content-Type"], bulk.content)
+    original = next(d for d in study if str(d.SOPInstanceUID) == value(documents[0], "SOPInstanceUID"))
+    assert content == original.PixelData
+
+
+def test_frames(s3: S3Setup):
+    frames = s3.frames
+    size = frames.Rows * frames.Columns * frames.BitsAllocated // 8
+    response = get(s3, f"/studies/{frames.StudyInstanceUID}/series/{frames.SeriesInstanceUID}"
+                       f"/instances/{frames.SOPInstanceUID}/frames/3")
+    ((_, content),) = parse_multipart(response.headers["Content-Type"], response.content)
+    assert content == frames.PixelData[2 * size:3 * size]
+
+
+def test_stow_then_retrieve_and_store_again(s3: S3Setup):
+    study = generate_study(random.Random(6), n_series=1, instances_per_series=3, rows=16, columns=16)
+    body = b"".join(write_multipart([part10(d) for d in study] + [b"not dicom"], "application/dicom", "s3-test"))
+    for _ in range(2):  # the second time stores the same instances again: idempotent
+        response = requests.post(f"{s3.gateway.url}/aets/RESEARCH/studies", data=body, timeout=30,
+                                 headers={"Content-Type": CONTENT_TYPE})
+        assert response.status_code == 202
+        module = response.json()
+        assert len(module[tag("ReferencedSOPSequence")]["Value"]) == 3
+        assert len(module[tag("FailedSOPSequence")]["Value"]) == 1
+    client = s3.moto.client()
+    for dataset in study:
+        stored = client.get_object(Bucket=BUCKET, Key=key_of(dataset))["Body"].read()
+        assert dcmread(BytesIO(stored)).PixelData == dataset.PixelData
+    received = instances(get(s3, f"/studies/{study[0].StudyInstanceUID}"))
+    assert sorted(str(d.SOPInstanceUID) for d in received) == sorted(str(d.SOPInstanceUID) for d in study)
+
+
+def test_qido_is_501(s3: S3Setup):
+    response = get(s3, "/studies")
+    assert response.status_code == 501 and "QIDO-RS" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/studies/1.2.3.999", 404),
+    ("/studies/1.2.3/series/4.5.6/instances/7.8.9", 404),
+    ("/studies/1.2.3/series/4.5.6/instances/7.8.9/metadata", 404),
+    ("/studies/..%2F..%2Fetc", 404),
+    ("/studies/1.2.3/series/a.b", 400),
+    ("/studies/1.2.3/series/4.5.6/instances/1.2..3", 400),
+    ("/studies/1.2.3%2F4.5.6", 404),
+    ("/studies/1.2.3%0A", 400),
+])
+def test_missing_and_path_shaped_uids(s3: S3Setup, path: str, status: int):
+    response = get(s3, path)
+    assert response.status_code == status, response.text
+    assert "error" in response.json()
+
+
+def test_prefix_of_another_study_does_not_match(s3: S3Setup):
+    study_uid = str(s3.study[0].StudyInstanceUID)
+    assert get(s3, f"/studies/{study_uid[:-1]}").status_code == 404
+
+
+def test_unreachable_endpoint_for_retrieval_and_store(s3: S3Setup):
+    assert get(s3, f"/studies/{s3.study[0].StudyInstanceUID}", aet="UNREACHABLE").status_code == 503
+    response = requests.post(f"{s3.gateway.url}/aets/UNREACHABLE/studies", data=b"x", timeout=30,
+                             headers={"Content-Type": CONTENT_TYPE})
+    assert response.status_code == 503
