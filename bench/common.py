@@ -71,3 +71,12 @@ def peak_rss_mb(pid: int) -> float:
 def command_of(pid: int) -> str:
     with open(f"/proc/{pid}/cmdline", "rb") as handle:
         return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+
+
+def report_memory(gateway: Gateway, target_mb: float = 150) -> None:
+    """Peak resident memory of the gunicorn master, its workers and the move receiver."""
+    assert gateway.process is not None
+    peaks = {pid: peak_rss_mb(pid) for pid in process_tree(gateway.process.pid)}
+    for pid, peak in sorted(peaks.items()):
+        print(f"  peak RSS {peak:6.1f} MB  pid {pid}  {command_of(pid)}")
+    print(f"  largest gateway process peak RSS {max(peaks.values()):.1f} MB (target <= {target_mb:g} MB)")

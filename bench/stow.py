@@ -19,8 +19,7 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 
-from common import (Gateway, Orthanc, command_of, gateway_config, peak_rss_mb, process_tree, report, start_orthanc,
-                    timed)
+from common import Gateway, Orthanc, gateway_config, report, report_memory, start_orthanc
 from dicomrst.backends.dimse.sockets import disable_nagle
 from dicomrst.dicomweb.multipart import write_multipart
 from dicomrst.sample_pacs.studies import generate_study
@@ -126,11 +125,7 @@ def main() -> None:
         print(f"  ratio gateway/(floor with TCP_NODELAY) {nodelay_ratio:.2f}")
         count, elapsed = big_upload(url, templates[0], args.big_mb, work)
         print(f"  streamed a {args.big_mb} MB upload ({count} instances) in {elapsed:.1f} s")
-        assert gateway.process is not None
-        peaks = {pid: peak_rss_mb(pid) for pid in process_tree(gateway.process.pid)}
-        for pid, peak in sorted(peaks.items()):
-            print(f"  peak RSS {peak:6.1f} MB  pid {pid}  {command_of(pid)}")
-        print(f"  largest gateway process peak RSS {max(peaks.values()):.1f} MB (target <= 150 MB)")
+        report_memory(gateway)
         print(f"  ratio gateway/floor {ratio:.2f} (target <= 1.2)")
     finally:
         gateway.stop()

@@ -20,8 +20,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
-from common import (Gateway, Orthanc, command_of, free_port, gateway_config, peak_rss_mb, process_tree, report,
-                    start_orthanc)
+from common import Gateway, Orthanc, free_port, gateway_config, report, report_memory, start_orthanc, timed
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import receiver_of
 
@@ -111,9 +110,6 @@ def main() -> None:
         gateway.start()
         url = f"{gateway.url}/aets/{orthanc.aet}/studies/{study_uid}"
         first_bytes: list[float] = []
-        gateway_times = []
-        from common import timed
-
         gateway_times = timed(lambda: gateway_retrieve(url, first_bytes), args.repeats)
         floor_first: list[float] = []
         floor_times = timed(lambda: floor_move(orthanc, floor_receiver, study_uid, args.instances, floor_first),
@@ -128,11 +124,7 @@ def main() -> None:
         print(f"  time to first byte: median {statistics.median(first_bytes[1:]) * 1000:.1f} ms, "
               f"{ttfb * 100:.1f}% of the total (target <= 10%); the floor's first instance arrives after "
               f"{statistics.median(floor_first[1:]) * 1000:.1f} ms")
-        assert gateway.process is not None
-        peaks = {pid: peak_rss_mb(pid) for pid in process_tree(gateway.process.pid)}
-        for pid, peak in sorted(peaks.items()):
-            print(f"  peak RSS {peak:6.1f} MB  pid {pid}  {command_of(pid)}")
-        print(f"  largest gateway process peak RSS {max(peaks.values()):.1f} MB (target <= 150 MB)")
+        report_memory(gateway)
         print(f"  ratio gateway/floor {ratio:.2f} (target <= 1.2)")
     finally:
         gateway.stop()

@@ -111,3 +111,8 @@ class Backend(ABC):
         instance are raised on the first ``next()``, and a failure part-way ends the iterator with
         an error. One instance at a time is held, never the whole selection.
         """
+
+    @abstractmethod
+    def store_session(self) -> AbstractContextManager[StoreSession]:
+        """STOW-RS: a session to store instances one by one. Entering it reaches the origin, so an
+        origin that is down fails there, before the request body is read."""

@@ -50,6 +50,9 @@ class ScriptedBackend(Backend):
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
         raise NotImplementedError
 
+    def store_session(self):
+        raise NotImplementedError
+
 
 def client_for(backend: Backend, **http):
     config = parse_config({"server": {"http": http}, "aets": [{"aet": "PACS", "host": "h", "port": 1}]})
