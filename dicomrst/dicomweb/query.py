@@ -316,10 +316,10 @@ def _parse_uint(parameter: str, raw: str, minimum: int) -> int:
     return int(raw)
 
 
-def _parse_bool(parameter: str, raw: str) -> bool:
-    if raw.lower() not in ("true", "false"):
-        raise _bad(parameter, f"{_shown(raw)} is not true or false")
-    return raw.lower() == "true"
+def _fuzzy_matching(raw: str) -> bool:
+    # PS3.18 8.3.4.1: a hint the origin may ignore, so no value of it is ever an error; only "true"
+    # asks for fuzzy matching.
+    return raw.strip().lower() == "true"
 
 
 @dataclass
@@ -335,11 +335,11 @@ def _collect(level: QueryLevel, params: Iterable[tuple[str, str]]) -> _Collected
     parsers = {
         "limit": lambda raw: _parse_uint("limit", raw, 1),
         "offset": lambda raw: _parse_uint("offset", raw, 0),
-        "fuzzymatching": lambda raw: _parse_bool("fuzzymatching", raw),
+        "fuzzymatching": _fuzzy_matching,
     }
     for key, raw in params:
         if key in parsers:
-            if key in collected.controls:
+            if key in collected.controls and key != "fuzzymatching":
                 raise _bad(key, "given more than once")
             collected.controls[key] = parsers[key](raw)
         elif key == "includefield":

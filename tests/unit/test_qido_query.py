@@ -538,9 +538,6 @@ def test_paging_and_fuzzy():
         ("offset", "-1"),
         ("offset", "x"),
         ("offset", ""),
-        ("fuzzymatching", "yes"),
-        ("fuzzymatching", ""),
-        ("fuzzymatching", "1"),
     ],
 )
 def test_invalid_control_values(key, value):
@@ -549,10 +546,18 @@ def test_invalid_control_values(key, value):
     assert f"query parameter {key!r}" in str(error)
 
 
-@pytest.mark.parametrize("key", ["limit", "offset", "fuzzymatching"])
+@pytest.mark.parametrize("value", ["yes", "", "1", "perhaps", "FALSE"])
+def test_fuzzymatching_is_never_an_error(value):
+    assert q(STUDY, ("fuzzymatching", value)).fuzzy_matching is False
+
+
+@pytest.mark.parametrize("key", ["limit", "offset"])
 def test_control_parameters_given_twice(key):
-    value = "true" if key == "fuzzymatching" else "1"
-    assert "more than once" in str(bad(STUDY, (key, value), (key, value)))
+    assert "more than once" in str(bad(STUDY, (key, "1"), (key, "1")))
+
+
+def test_fuzzymatching_given_twice_is_no_error():
+    assert q(STUDY, ("fuzzymatching", "true"), ("fuzzymatching", "false")).fuzzy_matching is False
 
 
 # --- character set ---------------------------------------------------------------------
