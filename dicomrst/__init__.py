@@ -23,13 +23,15 @@ def create_app(config: Config | None = None) -> Flask:
     from dicomrst.logs import configure_logging
     from dicomrst.web import register_web
     from dicomrst.web.proxy import TrustedProxyFix
+    from dicomrst.web.request_log import RequestLog
 
     config = config or load_config()
     configure_logging(config.telemetry.level)
     app = Flask(__name__)
     app.config["DICOMRST"] = config
     app.extensions["dicomrst.backends"] = build_backends(config)
-    base_path = config.server.http.base_path.rstrip("/")
-    register_web(app, aets_path=f"{base_path}/aets")
-    app.wsgi_app = TrustedProxyFix(app.wsgi_app, config.server.http.trusted_proxies)  # type: ignore[method-assign]
+    aets_path = config.server.http.base_path.rstrip("/") + "/aets"
+    register_web(app, aets_path=aets_path, allowed_origins=config.server.http.allowed_origins)
+    proxied = TrustedProxyFix(app.wsgi_app, config.server.http.trusted_proxies)
+    app.wsgi_app = RequestLog(proxied, aets_path)  # type: ignore[method-assign]
     return app

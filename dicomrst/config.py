@@ -49,8 +49,10 @@ class HttpConfig:
     request_timeout: int = 60_000
     graceful_shutdown: bool = True
     base_path: str = "/"
-    # Our extension: the proxies whose X-Forwarded-* headers are believed.
+    # Our extensions: the proxies whose X-Forwarded-* headers are believed, and the origins browser
+    # viewers may call from (CORS).
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    allowed_origins: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,20 @@ def _networks(value: Any, path: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _origins(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, f"expected a list of origins (or *), got {_kind(value)}")
+    origins = []
+    for index, item in enumerate(value):
+        origin = _string(item, f"{path}[{index}]").rstrip("/")
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ConfigError(f"{path}[{index}]", f"{origin!r} is not an origin like https://viewer.example.org or *")
+        origins.append(origin)
+    return tuple(origins)
+
+
 def _telemetry(section: _Section) -> TelemetryConfig:
     level = section.get("level", _choice(*_LOG_LEVELS, upper=True), "INFO")
     sentry = section.get("sentry", _string, None)
@@ -285,6 +301,7 @@ def _http(section: _Section) -> HttpConfig:
         graceful_shutdown=section.get("graceful-shutdown", _boolean, defaults.graceful_shutdown),
         base_path=section.get("base-path", _base_path, defaults.base_path),
         trusted_proxies=section.get("trusted-proxies", _networks, defaults.trusted_proxies),
+        allowed_origins=section.get("allowed-origins", _origins, defaults.allowed_origins),
     )
     section.warn_unknown()
     return http

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
 
 from dicomrst.web import aets, qido, stow, wado
 from dicomrst.web.errors import register_error_handlers
 
 
-def register_web(app: Flask, aets_path: str) -> None:
+# Headers DICOMweb clients read from responses, which browsers hide from scripts unless exposed.
+EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warning", "X-Request-Id"]
+
+
+def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = ("*",)) -> None:
     app.config["DICOMRST_AETS_PATH"] = aets_path
+    origins = "*" if "*" in allowed_origins else list(allowed_origins)
+    CORS(app, origins=origins, expose_headers=EXPOSED_HEADERS, allow_headers="*", max_age=600)
     app.register_blueprint(aets.blueprint, url_prefix=aets_path)
     app.register_blueprint(qido.blueprint, url_prefix=aets_path)
     app.register_blueprint(wado.blueprint, url_prefix=aets_path)

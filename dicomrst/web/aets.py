@@ -1,7 +1,9 @@
 """``/aets``: the configured AETs, and a real health check of each."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from dicomrst.config import AetConfig, DimseAetConfig
 
 from dicomrst.web.context import backend_for
 from dicomrst.web.errors import error_response
@@ -11,7 +13,17 @@ blueprint = Blueprint("aets", __name__)
 
 @blueprint.get("")
 def list_aets() -> Response:
-    return jsonify(list(current_app.extensions["dicomrst.backends"]))
+    """The AET names, as DICOM-RST gives them; ``?detail=true`` adds the backend kind and, for a PACS,
+    its host and port."""
+    if request.args.get("detail", "").lower() != "true":
+        return jsonify(list(current_app.extensions["dicomrst.backends"]))
+    return jsonify([_detail(entry) for entry in current_app.config["DICOMRST"].aets])
+
+
+def _detail(entry: AetConfig) -> dict[str, object]:
+    if isinstance(entry, DimseAetConfig):
+        return {"aet": entry.aet, "backend": "DIMSE", "host": entry.host, "port": entry.port}
+    return {"aet": entry.aet, "backend": "S3"}
 
 
 @blueprint.get("/<aet>")

@@ -113,3 +113,50 @@ def test_unexpected_errors_are_500_without_traceback():
     response = client_for(ScriptedBackend([], error_after=RuntimeError("secret detail"))).get("/aets/PACS/studies")
     assert response.status_code == 500
     assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+
+
+def test_cors_preflight_and_exposed_headers():
+    client = client_for(ScriptedBackend([study(1)]))
+    preflight = client.options("/aets/PACS/studies", headers={
+        "Origin": "https://viewer.example.org", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "Accept, Authorization"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "https://viewer.example.org")
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    response = client.get("/aets/PACS/studies", headers={"Origin": "https://viewer.example.org"})
+    exposed = response.headers["Access-Control-Expose-Headers"]
+    assert all(name in exposed for name in ("Content-Type", "Content-Length", "Content-Location", "Warning"))
+
+
+def test_cors_origins_are_configurable():
+    client = client_for(ScriptedBackend([study(1)]), **{"allowed-origins": ["https://viewer.example.org"]})
+    allowed = client.get("/aets", headers={"Origin": "https://viewer.example.org"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://viewer.example.org"
+    other = client.get("/aets", headers={"Origin": "https://elsewhere.example.org"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_aets_detail_on_request():
+    client = client_for(ScriptedBackend([]))
+    assert client.get("/aets").get_json() == ["PACS"]
+    assert client.get("/aets?detail=true").get_json() == [{"aet": "PACS", "backend": "DIMSE", "host": "h", "port": 1}]
+
+
+def test_request_id_returned_and_logged(caplog):
+    import logging
+
+    client = client_for(ScriptedBackend([study(1), study(2)]))
+    with caplog.at_level(logging.INFO, logger="dicomrst.requests"):
+        generated = client.get("/aets/PACS/studies")
+        generated.get_data()
+        generated.close()
+        kept = client.get("/aets", headers={"X-Request-Id": "client-id-42"})
+        kept.close()
+        forged = client.get("/aets", headers={"X-Request-Id": "bad id; with spaces"})
+        forged.close()
+    assert len(generated.headers["X-Request-Id"]) == 16
+    assert kept.headers["X-Request-Id"] == "client-id-42"
+    assert forged.headers["X-Request-Id"] != "bad id; with spaces"
+    line = next(r.getMessage() for r in caplog.records if generated.headers["X-Request-Id"] in r.getMessage())
+    assert "GET /aets/PACS/studies aet=PACS status=200" in line
+    assert f"bytes={len(generated.get_data())}" in line
