@@ -21,6 +21,7 @@ def create_app(config: Config | None = None) -> Flask:
     from dicomrst.backends import build_backends
     from dicomrst.config import load_config
     from dicomrst.logs import configure_logging
+    from dicomrst.metrics import observe_request
     from dicomrst.web import register_web
     from dicomrst.web.proxy import TrustedProxyFix
     from dicomrst.web.request_log import RequestLog
@@ -33,5 +34,5 @@ def create_app(config: Config | None = None) -> Flask:
     aets_path = config.server.http.base_path.rstrip("/") + "/aets"
     register_web(app, aets_path=aets_path, allowed_origins=config.server.http.allowed_origins)
     proxied = TrustedProxyFix(app.wsgi_app, config.server.http.trusted_proxies)
-    app.wsgi_app = RequestLog(proxied, aets_path)  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(proxied, aets_path, observers=[observe_request])  # type: ignore[method-assign]
     return app

@@ -3,12 +3,20 @@
 Flags given on the command line (-b, -w, ...) override what is set here, as gunicorn does for any
 config file.
 """
+import glob
 import os
+import tempfile
 
 from dicomrst.config import load_config
 
 _config = load_config()
 _http = _config.server.http
+# Workers share their metrics through files here (prometheus_client's multiprocess mode); one folder
+# per gateway, emptied when the gateway starts.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"dicomrst-{os.getuid()}", f"metrics-{_http.port}-{os.getpid()}"),
+)
 
 worker_class = "gevent"
 bind = [f"{_http.interface}:{_http.port}"]
@@ -32,9 +40,18 @@ _receiver = None
 def on_starting(server):
     """The move receiver is shared by all workers, so the master starts it, once."""
     global _receiver
+    os.makedirs(_metrics_dir, exist_ok=True)
+    _clear_metrics()
     from dicomrst.serving import start_receiver_process
 
     _receiver = start_receiver_process(_config, os.environ.get("DICOMRST_CONFIG"))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    # A dead worker's gauges (associations open, moves in flight) must not count any more.
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):
@@ -42,3 +59,10 @@ def on_exit(server):
 
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
     stop_receiver_process(_receiver, 30)
+    _clear_metrics()
+
+
+def _clear_metrics():
+    # Only prometheus_client's own files: the folder may be one the operator named.
+    for name in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.unlink(name)

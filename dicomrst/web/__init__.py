@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from dicomrst.web import aets, qido, stow, wado
+from dicomrst.web import aets, metrics, qido, stow, wado
 from dicomrst.web.errors import register_error_handlers
 
 
@@ -20,4 +20,6 @@ def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = 
     app.register_blueprint(qido.blueprint, url_prefix=aets_path)
     app.register_blueprint(wado.blueprint, url_prefix=aets_path)
     app.register_blueprint(stow.blueprint, url_prefix=aets_path)
+    app.register_blueprint(metrics.blueprint, url_prefix=aets_path.rsplit("/aets", 1)[0] or None)
+    app.before_request(metrics.remember_route)
     register_error_handlers(app)

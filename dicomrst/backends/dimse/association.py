@@ -18,6 +18,7 @@ from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation, SOPClass
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, BackendUnavailable
 from dicomrst.backends.dimse.sockets import disable_nagle
+from dicomrst.metrics import ASSOCIATIONS_OPEN
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,21 @@ def open_association(
     if not association.is_established:
         raise _association_failure(peer, association, bool(connected), time.monotonic() - started, timeout_seconds)
     log.debug("association open with %s", peer)
+    open_gauge = ASSOCIATIONS_OPEN.labels(peer.called_aet)
+    open_gauge.inc()
     try:
         yield association
     except BaseException:
         association.abort()
         log.debug("association with %s aborted", peer)
         raise
-    association.release()
-    if not association.is_released:
-        association.abort()
-    log.debug("association with %s released", peer)
+    else:
+        association.release()
+        if not association.is_released:
+            association.abort()
+        log.debug("association with %s released", peer)
+    finally:
+        open_gauge.dec()
 
 
 def _association_failure(

@@ -26,6 +26,7 @@ from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.config import DimseAetConfig, ReceiverConfig
 from dicomrst.dicomweb.query import QidoQuery
+from dicomrst.metrics import MOVES_IN_FLIGHT, dimse_operation
 
 
 class DimseBackend(Backend):
@@ -44,7 +45,7 @@ class DimseBackend(Backend):
     def health(self) -> Health:
         timeout = self.config.qido_rs.timeout / 1000
         try:
-            with self.slots.hold(self._pool_timeout), open_association(
+            with dimse_operation(self.aet, "C-ECHO"), self.slots.hold(self._pool_timeout), open_association(
                 self.peer, [VERIFICATION], timeout
             ) as association:
                 echo(association)
@@ -54,7 +55,7 @@ class DimseBackend(Backend):
 
     def search(self, query: QidoQuery) -> Iterator[Dataset]:
         timeout = self.config.qido_rs.timeout / 1000
-        with self.slots.hold(self._pool_timeout):
+        with dimse_operation(self.aet, "C-FIND"), self.slots.hold(self._pool_timeout):
             with open_association(
                 self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
             ) as association:
@@ -65,17 +66,26 @@ class DimseBackend(Backend):
         wado = self.config.wado_rs
         timeout = wado.timeout / 1000
         if wado.method == "get":
-            return get_instances(self.peer, self.slots, self._pool_timeout, selection, timeout)
+            with dimse_operation(self.aet, "C-GET"):
+                yield from get_instances(self.peer, self.slots, self._pool_timeout, selection, timeout)
+            return
         if self.receiver is None:
             raise BackendUnavailable("this gateway has no move receiver (server.dimse) for C-MOVE")
-        return move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet, spool_root(self.receiver),
-                              selection, timeout, sequential=wado.mode == "sequential")
+        in_flight = MOVES_IN_FLIGHT.labels(self.aet)
+        in_flight.inc()
+        try:
+            with dimse_operation(self.aet, "C-MOVE"):
+                yield from move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet,
+                                          spool_root(self.receiver), selection, timeout,
+                                          sequential=wado.mode == "sequential")
+        finally:
+            in_flight.dec()
 
 
     @contextmanager
     def store_session(self) -> Iterator[StoreSession]:
         with self.slots.hold(self._pool_timeout):
-            session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000)
+            session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000, self.aet)
             session.open()
             try:
                 yield session

@@ -22,6 +22,7 @@ from dicomrst.dicomweb.stow import (
     UploadedInstance,
 )
 from dicomrst.dicomweb.transcode import TranscodeError, transcode
+from dicomrst.metrics import dimse_operation
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ _COMMON_PAIRS: list[Pair] = [(str(c.abstract_syntax), EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 class DimseStoreSession(StoreSession):
-    def __init__(self, peer: Peer, timeout_seconds: float) -> None:
+    def __init__(self, peer: Peer, timeout_seconds: float, aet: str) -> None:
         self.peer = peer
+        self.aet = aet
         self.timeout_seconds = timeout_seconds
         self._stack = ExitStack()
         self._association: Association | None = None
@@ -115,7 +117,8 @@ class DimseStoreSession(StoreSession):
         if association is None or not association.is_established:
             return StoreOutcome(False, FAILURE_PROCESSING)
         try:
-            status = association.send_c_store(source)
+            with dimse_operation(self.aet, "C-STORE"):
+                status = association.send_c_store(source)
         except (ValueError, RuntimeError) as error:
             log.warning("C-STORE to %s not sent: %s", self.peer, error)
             return StoreOutcome(False, FAILURE_PROCESSING)
