@@ -42,6 +42,16 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class TokenConfig:
+    """A bearer token (given directly, or by the environment variable that holds it) and the AETs it
+    opens; ``*`` opens all."""
+
+    aets: tuple[str, ...]
+    token: str | None = None
+    token_env: str | None = None
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     interface: str = "0.0.0.0"
     port: int = 8080
@@ -53,6 +63,8 @@ class HttpConfig:
     # viewers may call from (CORS).
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     allowed_origins: tuple[str, ...] = ("*",)
+    # Our extension: bearer tokens; none means no access control.
+    auth: tuple[TokenConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,6 +282,31 @@ def _networks(value: Any, path: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _auth(section: _Section) -> tuple[TokenConfig, ...]:
+    entries = _list(section, "tokens") or []
+    section.warn_unknown()
+    tokens = []
+    for entry in entries:
+        token = TokenConfig(
+            aets=entry.require("aets", _aets_or_all),
+            token=entry.get("token", _string, None),
+            token_env=entry.get("token-env", _string, None),
+        )
+        if (token.token is None) == (token.token_env is None):
+            raise ConfigError(entry.path, "give either token or token-env")
+        entry.warn_unknown()
+        tokens.append(token)
+    return tuple(tokens)
+
+
+def _aets_or_all(value: Any, path: str) -> tuple[str, ...]:
+    if value == "*":
+        return ("*",)
+    if isinstance(value, list) and value == ["*"]:
+        return ("*",)
+    return _receivers_list(value, path)
+
+
 def _origins(value: Any, path: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -302,6 +339,7 @@ def _http(section: _Section) -> HttpConfig:
         base_path=section.get("base-path", _base_path, defaults.base_path),
         trusted_proxies=section.get("trusted-proxies", _networks, defaults.trusted_proxies),
         allowed_origins=section.get("allowed-origins", _origins, defaults.allowed_origins),
+        auth=_auth(section.section("auth")),
     )
     section.warn_unknown()
     return http

@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
+from dicomrst.config import TokenConfig
 from dicomrst.web import aets, metrics, qido, stow, wado
+from dicomrst.web.auth import install_auth, resolve_tokens
 from dicomrst.web.errors import register_error_handlers
 
 
@@ -12,8 +14,10 @@ from dicomrst.web.errors import register_error_handlers
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warning", "X-Request-Id"]
 
 
-def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = ("*",)) -> None:
+def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = ("*",),
+                 tokens: tuple[TokenConfig, ...] = ()) -> None:
     app.config["DICOMRST_AETS_PATH"] = aets_path
+    install_auth(app, resolve_tokens(tokens))
     origins = "*" if "*" in allowed_origins else list(allowed_origins)
     CORS(app, origins=origins, expose_headers=EXPOSED_HEADERS, allow_headers="*", max_age=600)
     app.register_blueprint(aets.blueprint, url_prefix=aets_path)

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from dicomrst.config import AetConfig, DimseAetConfig
 
+from dicomrst.web.auth import allows
 from dicomrst.web.context import backend_for
 from dicomrst.web.errors import error_response
 
@@ -15,9 +16,10 @@ blueprint = Blueprint("aets", __name__)
 def list_aets() -> Response:
     """The AET names, as DICOM-RST gives them; ``?detail=true`` adds the backend kind and, for a PACS,
     its host and port."""
+    entries = [entry for entry in current_app.config["DICOMRST"].aets if allows(entry.aet)]
     if request.args.get("detail", "").lower() != "true":
-        return jsonify(list(current_app.extensions["dicomrst.backends"]))
-    return jsonify([_detail(entry) for entry in current_app.config["DICOMRST"].aets])
+        return jsonify([entry.aet for entry in entries])
+    return jsonify([_detail(entry) for entry in entries])
 
 
 def _detail(entry: AetConfig) -> dict[str, object]:

@@ -82,6 +82,9 @@ aets:
         ("aets: {aet: A}", "aets: expected a list"),
         ("telemetry: {level: LOUD}", "telemetry.level: must be one of"),
         ("- just a list", "expected a mapping"),
+        ("server: {http: {auth: {tokens: [{aets: [A]}]}}}", "server.http.auth.tokens[0]: give either token or token-env"),
+        ("server: {http: {auth: {tokens: [{token: t}]}}}", "server.http.auth.tokens[0].aets: is required"),
+        ("server: {http: {allowed-origins: [ftp://x]}}", "server.http.allowed-origins[0]: 'ftp://x' is not an origin"),
         ("server: {dimse: []}\naets: [{aet: A, host: h, port: 1}]", "aets[0].wado-rs: C-MOVE needs a receiver"),
     ],
 )

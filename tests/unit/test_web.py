@@ -160,3 +160,47 @@ def test_request_id_returned_and_logged(caplog):
     line = next(r.getMessage() for r in caplog.records if generated.headers["X-Request-Id"] in r.getMessage())
     assert "GET /aets/PACS/studies aet=PACS status=200" in line
     assert f"bytes={len(generated.get_data())}" in line
+
+
+def auth_client(monkeypatch):
+    monkeypatch.setenv("VIEWER_TOKEN", "viewer-secret")
+    config = parse_config({
+        "server": {"http": {"auth": {"tokens": [
+            {"token": "admin-secret", "aets": ["*"]},
+            {"token-env": "VIEWER_TOKEN", "aets": ["PACS"]},
+        ]}}},
+        "aets": [{"aet": "PACS", "host": "h", "port": 1}, {"aet": "OTHER", "host": "h", "port": 2}],
+    })
+    app = create_app(config)
+    app.extensions["dicomrst.backends"] = {"PACS": ScriptedBackend([study(1)]), "OTHER": ScriptedBackend([study(2)])}
+    return app.test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_bearer_tokens_open_their_aets(monkeypatch):
+    client = auth_client(monkeypatch)
+    missing = client.get("/aets/PACS/studies")
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/aets/PACS/studies", headers=bearer("wrong")).status_code == 401
+    assert client.get("/aets/PACS/studies", headers=bearer("viewer-secret")).status_code == 200
+    forbidden = client.get("/aets/OTHER/studies", headers=bearer("viewer-secret"))
+    assert forbidden.status_code == 403 and "OTHER" in forbidden.get_json()["error"]
+    assert client.get("/aets/OTHER/studies", headers=bearer("admin-secret")).status_code == 200
+    assert client.get("/aets", headers=bearer("viewer-secret")).get_json() == ["PACS"]
+    assert client.get("/aets", headers=bearer("admin-secret")).get_json() == ["PACS", "OTHER"]
+    # A CORS preflight carries no credentials and is answered all the same.
+    preflight = client.options("/aets/PACS/studies", headers={"Origin": "https://v.example.org",
+                                                              "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+
+
+def test_token_from_a_missing_environment_variable_stops_start_up(monkeypatch):
+    from dicomrst.config import ConfigError
+
+    monkeypatch.delenv("ABSENT_TOKEN", raising=False)
+    config = parse_config({"server": {"http": {"auth": {"tokens": [{"token-env": "ABSENT_TOKEN", "aets": "*"}]}}}})
+    with pytest.raises(ConfigError, match="ABSENT_TOKEN"):
+        create_app(config)
