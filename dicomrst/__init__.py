@@ -37,5 +37,6 @@ def create_app(config: Config | None = None) -> Flask:
     register_web(app, aets_path=aets_path, allowed_origins=config.server.http.allowed_origins,
                  tokens=config.server.http.auth)
     proxied = TrustedProxyFix(app.wsgi_app, config.server.http.trusted_proxies)
-    app.wsgi_app = RequestLog(proxied, aets_path, observers=[observe_request])  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(proxied, aets_path, observers=[observe_request],  # type: ignore[method-assign]
+                              timeout_seconds=config.server.http.request_timeout / 1000)
     return app

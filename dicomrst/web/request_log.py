@@ -23,11 +23,17 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 Observer = Callable[[dict[str, Any], str, int, float], None]
 
 
+class RequestTimeout(Exception):
+    """The request ran past ``server.http.request-timeout``; its response is broken off."""
+
+
 class RequestLog:
-    def __init__(self, app: Any, aets_path: str, observers: Iterable[Observer] = ()) -> None:
+    def __init__(self, app: Any, aets_path: str, observers: Iterable[Observer] = (),
+                 timeout_seconds: float | None = None) -> None:
         self.app = app
         self.aets_prefix = aets_path.rstrip("/") + "/"
         self.observers = list(observers)
+        self.timeout_seconds = timeout_seconds
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         offered = environ.get("HTTP_X_REQUEST_ID", "")
@@ -42,7 +48,9 @@ class RequestLog:
             return start_response(status_line, headers, exc_info)
 
         body = self.app(environ, start)
-        return _Counted(body, lambda sent, broken: self._done(environ, request_id, status[0], sent, broken, started))
+        deadline = None if self.timeout_seconds is None else started + self.timeout_seconds
+        return _Counted(body, lambda sent, broken: self._done(environ, request_id, status[0], sent, broken, started),
+                        deadline)
 
     def _aet(self, path: str) -> str:
         if not path.startswith(self.aets_prefix):
@@ -62,14 +70,20 @@ class RequestLog:
 class _Counted:
     """The response body, counting what leaves and reporting when the server closes it."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[int, bool], None]) -> None:
+    def __init__(self, body: Iterable[bytes], done: Callable[[int, bool], None], deadline: float | None) -> None:
         self.body = body
         self.done = done
+        self.deadline = deadline
         self.sent = 0
         self.finished = False
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.body:
+            # The first chunk always leaves: a response computed whole (a STOW-RS answer after a long
+            # upload) is never cut; streams that run on past the deadline are.
+            if self.sent and self.deadline is not None and time.monotonic() > self.deadline:
+                # The status line is gone: dropping the connection is how the client learns.
+                raise RequestTimeout("the request ran past server.http.request-timeout; response broken off")
             self.sent += len(chunk)
             yield chunk
         self.finished = True

@@ -204,3 +204,20 @@ def test_token_from_a_missing_environment_variable_stops_start_up(monkeypatch):
     config = parse_config({"server": {"http": {"auth": {"tokens": [{"token-env": "ABSENT_TOKEN", "aets": "*"}]}}}})
     with pytest.raises(ConfigError, match="ABSENT_TOKEN"):
         create_app(config)
+
+
+def test_request_timeout_breaks_off_a_response_that_runs_past_it():
+    import time as clock
+
+    from dicomrst.web.request_log import RequestTimeout
+
+    class SlowBackend(ScriptedBackend):
+        def search(self, query):
+            yield study(1)
+            clock.sleep(0.3)
+            yield study(2)
+
+    response = client_for(SlowBackend([]), **{"request-timeout": 200}).get("/aets/PACS/studies")
+    assert response.status_code == 200
+    with pytest.raises(RequestTimeout):
+        response.get_data()
