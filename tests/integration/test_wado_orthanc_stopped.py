@@ -57,5 +57,9 @@ def test_orthanc_stopped_mid_move(tmp_path: Path, doomed_orthanc: tuple[Orthanc,
         assert down.status_code == 503
         assert requests.get(f"{gateway.url}/aets", timeout=5).status_code == 200
         assert "response stream broken off" in gateway.log_path.read_text()
+        # No association is left open behind the fault, in any worker.
+        metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+        open_lines = [line for line in metrics.splitlines() if line.startswith("dicomrst_associations_open{")]
+        assert open_lines and all(float(line.rsplit(" ", 1)[1]) == 0 for line in open_lines)
     finally:
         gateway.stop()
