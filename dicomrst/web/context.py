@@ -7,6 +7,7 @@ from flask import current_app, request
 
 from dicomrst.backends.base import Backend
 from dicomrst.backends.base import NotFound as BackendNotFound
+from dicomrst.web.proxy import FORWARDED_PREFIX
 
 
 def backend_for(aet: str) -> Backend:
@@ -20,4 +21,7 @@ def backend_for(aet: str) -> Backend:
 def aet_root_url(aet: str) -> str:
     """This AET's DICOMweb root as the client sees it: scheme, host and prefix from the request (after a
     trusted proxy's X-Forwarded-* headers were applied), then base-path."""
-    return f"{request.url_root.rstrip('/')}{current_app.config['DICOMRST_AETS_PATH']}/{quote(aet, safe='')}"
+    # A trusted proxy's X-Forwarded-Prefix is the external path of base-path (the proxy maps its location
+    # onto base-path, or strips it when base-path is /), so it replaces base-path instead of preceding it.
+    aets_path = "/aets" if request.environ.get(FORWARDED_PREFIX) else current_app.config["DICOMRST_AETS_PATH"]
+    return f"{request.url_root.rstrip('/')}{aets_path}/{quote(aet, safe='')}"

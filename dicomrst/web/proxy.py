@@ -13,6 +13,10 @@ from typing import Any
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
+# Set in the WSGI environ when a trusted proxy sent X-Forwarded-Prefix (which then is SCRIPT_NAME).
+FORWARDED_PREFIX = "dicomrst.forwarded_prefix"
+
+
 class TrustedProxyFix:
     def __init__(self, app: Any, trusted: Iterable[str]) -> None:
         self.app = app
@@ -21,6 +25,9 @@ class TrustedProxyFix:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self._is_trusted(environ.get("REMOTE_ADDR")):
+            # Read as ProxyFix(x_prefix=1) does: the last value, the one the nearest proxy set.
+            prefix = environ.get("HTTP_X_FORWARDED_PREFIX", "").split(",")[-1].strip()
+            environ[FORWARDED_PREFIX] = bool(prefix)
             return self.fixed(environ, start_response)
         return self.app(environ, start_response)
 
