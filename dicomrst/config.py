@@ -202,13 +202,22 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+def _shown(value: Any) -> str:
+    """A value as an error message may quote it: bounded, and never failing (str() of an int of
+    thousands of digits raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a number far too large"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any, str], int]:
     def parse(value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"expected a whole number, got {value!r}")
+            raise ConfigError(path, f"expected a whole number, got {_shown(value)}")
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise ConfigError(path, f"must be {bound}, got {value}")
+            raise ConfigError(path, f"must be {bound}, got {_shown(value)}")
         return value
 
     return parse
@@ -222,6 +231,8 @@ _positive = _integer(1)
 def _string(value: Any, path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigError(path, f"expected a string, got {_kind(value)}")
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise ConfigError(path, f"expected a string, got {_shown(value)}")
     text = str(value).strip()
     if not text:
         raise ConfigError(path, "must not be empty")
@@ -230,7 +241,7 @@ def _string(value: Any, path: str) -> str:
 
 def _boolean(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(path, f"expected true or false, got {value!r}")
+        raise ConfigError(path, f"expected true or false, got {_shown(value)}")
     return value
 
 
@@ -246,7 +257,7 @@ def _choice(*choices: str, upper: bool = False) -> Callable[[Any, str], str]:
         text = _string(value, path)
         text = text.upper() if upper else text.lower()
         if text not in choices:
-            raise ConfigError(path, f"must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(path, f"must be one of {', '.join(choices)}, got {_shown(value)}")
         return text
 
     return parse
@@ -540,8 +551,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         text = location.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError("", f"cannot read config file {location}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError("", f"{location} is not UTF-8 text: {error.reason} at byte {error.start}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError("", f"{location} is not valid YAML: {error}") from None
-    return parse_config(raw)
+    except RecursionError:
+        raise ConfigError("", f"{location} is nested too deeply to read") from None
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+        # PyYAML's constructors raise these for scalars they cannot build (2024-02-30, !!int abc).
+        raise ConfigError("", f"{location} holds a value YAML cannot read: {error}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as error:
+        if error.path:
+            raise
+        raise ConfigError("", f"{location}: {error}") from None
