@@ -7,6 +7,7 @@ every gateway process while a ~500 MB upload streams through.
 from __future__ import annotations
 
 import argparse
+from copy import deepcopy
 import random
 import statistics
 import tempfile
@@ -30,8 +31,7 @@ CONTENT_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY
 
 def renamed(template: Dataset) -> Dataset:
     """The same image as a new instance, so that every run stores instances Orthanc has not seen."""
-    copy = template.copy()
-    copy.file_meta = template.file_meta.copy()
+    copy = deepcopy(template)
     copy.SOPInstanceUID = generate_uid()
     copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
     return copy

@@ -3,8 +3,10 @@
 ``pool.size`` promises the PACS at most that many associations from the gateway, whatever the number of
 worker processes. Each slot is a lock file; holding an exclusive ``flock`` on it is holding the slot.
 The kernel drops the lock when the holder's file is closed, so a worker that dies never leaks a slot.
-Locks on separately opened files conflict even within one process, so greenlets of the same worker
-compete for slots like processes do.
+Locks on separately opened files conflict even within one process. Within a worker, waiters line up
+first (first come, first served), so that only the longest-waiting request of each worker probes the
+slots: without that, a burst of requests polling at random lets some wait out the pool timeout while
+others overtake them.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import fcntl
 import os
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +23,7 @@ from pathlib import Path
 from dicomrst.backends.base import BackendBusy
 from dicomrst.backends.dimse.names import safe_name
 
-_POLL_SECONDS = 0.01
+_POLL_SECONDS = 0.005
 
 
 def default_slot_directory(aet: str, host: str, port: int) -> Path:
@@ -37,6 +40,7 @@ class AssociationSlots:
     def __init__(self, directory: Path, size: int) -> None:
         self.directory = directory
         self.size = size
+        self._turn = threading.Lock()  # a gevent lock under gevent, which wakes its waiters in order
         directory.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -50,16 +54,23 @@ class AssociationSlots:
 
     def _acquire(self, timeout_seconds: float) -> tuple[int, int]:
         deadline = time.monotonic() + timeout_seconds
-        while True:
-            held = self._try_any()
-            if held is not None:
-                return held
-            if time.monotonic() >= deadline:
-                raise BackendBusy(
-                    f"all {self.size} associations to this PACS are in use; none came free within "
-                    f"{timeout_seconds:g} s"
-                )
-            time.sleep(_POLL_SECONDS)
+        if not self._turn.acquire(timeout=max(0.0, timeout_seconds)):
+            raise self._busy(timeout_seconds)
+        try:
+            while True:
+                held = self._try_any()
+                if held is not None:
+                    return held
+                if time.monotonic() >= deadline:
+                    raise self._busy(timeout_seconds)
+                time.sleep(_POLL_SECONDS)
+        finally:
+            self._turn.release()
+
+    def _busy(self, timeout_seconds: float) -> BackendBusy:
+        return BackendBusy(
+            f"all {self.size} associations to this PACS are in use; none came free within {timeout_seconds:g} s"
+        )
 
     def _try_any(self) -> tuple[int, int] | None:
         # Starting at a random slot keeps contenders from all probing slot 0 first.
