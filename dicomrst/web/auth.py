@@ -5,9 +5,10 @@ import hmac
 import os
 from collections.abc import Iterable
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from dicomrst.config import ConfigError, TokenConfig
+from dicomrst.web.context import aet_in_path
 from dicomrst.web.errors import error_response
 
 ALL_AETS = "*"
@@ -33,13 +34,6 @@ def _granted(header: str | None, tokens: list[tuple[bytes, frozenset[str]]]) -> 
     return frozenset().union(*grants) if grants else None
 
 
-def _requested_aet() -> str | None:
-    prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"
-    if not request.path.startswith(prefix):
-        return None
-    return request.path[len(prefix):].split("/", 1)[0] or None
-
-
 def allows(aet: str) -> bool:
     """Whether the request's token opens ``aet`` (always, when access control is off)."""
     granted: frozenset[str] | None = g.get("granted_aets")
@@ -60,7 +54,7 @@ def install_auth(app: Flask, tokens: list[tuple[bytes, frozenset[str]]]) -> None
             response.headers["WWW-Authenticate"] = 'Bearer realm="dicomrst"'
             return response
         g.granted_aets = granted
-        aet = _requested_aet()
+        aet = aet_in_path()
         if aet is not None and not allows(aet):
             return error_response(403, f"this token does not open AET {aet!r}")
         return None

@@ -25,3 +25,11 @@ def aet_root_url(aet: str) -> str:
     # onto base-path, or strips it when base-path is /), so it replaces base-path instead of preceding it.
     aets_path = "/aets" if request.environ.get(FORWARDED_PREFIX) else current_app.config["DICOMRST_AETS_PATH"]
     return f"{request.url_root.rstrip('/')}{aets_path}/{quote(aet, safe='')}"
+
+
+def aet_in_path() -> str | None:
+    """The ``{aet}`` of a request under ``/aets/{aet}``, routed or not."""
+    prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"
+    if not request.path.startswith(prefix):
+        return None
+    return request.path[len(prefix):].split("/", 1)[0] or None

@@ -20,6 +20,7 @@ from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
 from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
+from dicomrst.web.context import aet_in_path
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,10 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _not_found_message() -> str:
-    aet = _aet_in_path()
+    aet = aet_in_path()
     if aet is not None and aet not in current_app.extensions["dicomrst.backends"]:
         return f"unknown AET {aet!r}"
     return f"no such resource: {request.path}"
-
-
-def _aet_in_path() -> str | None:
-    prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"
-    if not request.path.startswith(prefix):
-        return None
-    return request.path[len(prefix):].split("/", 1)[0] or None
 
 
 def _unexpected(error: Exception) -> Response:
