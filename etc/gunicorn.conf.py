@@ -60,6 +60,10 @@ def on_exit(server):
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
     stop_receiver_process(_receiver, 30)
     _clear_metrics()
+    try:
+        os.rmdir(_metrics_dir)  # only when empty: it may be a folder the operator named
+    except OSError:
+        pass
 
 
 def _clear_metrics():

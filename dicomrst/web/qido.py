@@ -87,7 +87,9 @@ def _page(matches: Iterator[Dataset], query: QidoQuery) -> Iterator[Dataset]:
 
 
 def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:
-    """RetrieveURL (0008,1190): where this gateway serves the match over WADO-RS."""
+    """RetrieveURL (0008,1190): where this gateway serves the match over WADO-RS. The C-FIND echo of
+    QueryRetrieveLevel is dropped: it describes the DIMSE query, not the match."""
+    match.pop("QueryRetrieveLevel", None)
     path = _retrieve_path(match, level)
     if path is not None:
         match.RetrieveURL = root + path

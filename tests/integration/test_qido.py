@@ -299,3 +299,7 @@ def test_series_agree_with_orthanc_dicomweb(gateway: Gateway, orthanc: Orthanc, 
         theirs = by_uid[value(match, "SeriesInstanceUID")]
         for keyword in ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances"):
             assert value(match, keyword) == value(theirs, keyword), keyword
+
+
+def test_c_find_bookkeeping_is_not_passed_on(gateway: Gateway):
+    assert all(tag("QueryRetrieveLevel") not in match for match in search(gateway, "/studies"))
