@@ -173,9 +173,6 @@ class _Section:
     def key_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def has(self, key: str) -> bool:
-        return self.raw.get(key) is not None
-
     def get(self, key: str, parse: Callable[[Any, str], T], default: T) -> T:
         self.read.add(key)
         if self.raw.get(key) is None:

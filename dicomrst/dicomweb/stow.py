@@ -13,6 +13,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from dicomrst.dicomweb.multipart_reader import MultipartReader
+from dicomrst.dicomweb.transcode import NATIVE_TRANSFER_SYNTAXES
 from dicomrst.dicomweb.uids import is_valid_uid
 
 DICOM_MEDIA_TYPE = "application/dicom"
@@ -21,12 +22,10 @@ DICOM_MEDIA_TYPE = "application/dicom"
 FAILURE_PROCESSING = 0x0110
 FAILURE_SOP_CLASS_NOT_SUPPORTED = 0x0122
 FAILURE_OUT_OF_RESOURCES = 0xA700
-FAILURE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 WARNING_COERCION = 0xB000
 
-_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 # Values this size or larger are left on disk while the part is checked.
 _DEFER_BYTES = 4096
 
@@ -123,7 +122,7 @@ def _truncated(dataset: Dataset, path: Path) -> bool:
 
 def _native_pixel_data_short(dataset: Dataset, size: int) -> bool:
     """Uncompressed pixel data shorter than its image description says."""
-    if "PixelData" not in dataset or dataset.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES:
+    if "PixelData" not in dataset or dataset.file_meta.get("TransferSyntaxUID") not in NATIVE_TRANSFER_SYNTAXES:
         return False
     try:
         frames = int(dataset.get("NumberOfFrames") or 1)

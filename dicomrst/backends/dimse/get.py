@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import Association, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
@@ -21,7 +21,7 @@ STUDY_ROOT_GET = str(StudyRootQueryRetrieveInformationModelGet)
 # Instances the PACS may send ahead of a slow client; beyond that the C-STORE-RSP waits, which
 # slows the PACS down instead of filling the worker's memory.
 _QUEUE_DEPTH = 4
-_UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+_UNCOMPRESSED = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
 _TRANSFER_SYNTAXES = _UNCOMPRESSED + [str(uid) for uid in AllTransferSyntaxes if str(uid) not in _UNCOMPRESSED]
 
 

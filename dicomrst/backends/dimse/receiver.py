@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import (
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import Verification
@@ -28,15 +34,12 @@ from dicomrst.config import Config, DimseAetConfig, ReceiverConfig
 
 log = logging.getLogger(__name__)
 
-UNCOMPRESSED_TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
-]
-
-# PS3.7 C.4.1.1.4 / PS3.4 B.2.3: refusals a Storage SCP may answer with.
+# Explicit VR Little Endian first: the syntax WADO-RS answers in by default, so no transcoding.
+UNCOMPRESSED_TRANSFER_SYNTAXES = [str(uid) for uid in (ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                                       DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)]
 DRAIN_SECONDS = 30
+
+# PS3.4 B.2.3: refusals a Storage SCP may answer with.
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import Association, _config
 from pynetdicom.presentation import StoragePresentationContexts
 
@@ -21,7 +22,7 @@ from dicomrst.dicomweb.stow import (
     WARNING_COERCION,
     UploadedInstance,
 )
-from dicomrst.dicomweb.transcode import TranscodeError, transcode
+from dicomrst.dicomweb.transcode import NATIVE_TRANSFER_SYNTAXES, TranscodeError, transcode
 from dicomrst.metrics import dimse_operation
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 # Sent from the file as they are, these syntaxes reach the PACS undecodable (seen with Orthanc: implicit
 # and big endian refused with 0xA900, deflated never answered), so such instances are decoded and
 # re-encoded by pynetdicom instead.
-_DECODED_BEFORE_SENDING = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+_DECODED_BEFORE_SENDING = NATIVE_TRANSFER_SYNTAXES - {ExplicitVRLittleEndian}
 
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
 MAX_CONTEXTS = 128
 # PS3.4 B.2.3: statuses with which the instance was stored nonetheless.
 _STORED_WITH_WARNING = (0xB000, 0xB006, 0xB007)
