@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import signal
@@ -9,8 +10,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from dicomrst.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, ConfigError, DimseAetConfig, load_config
+import yaml
+
+from dicomrst import __version__
+from dicomrst.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    DimseAetConfig,
+    config_problem_lines,
+    load_config,
+)
+from dicomrst.processes import Listener, PortInUse, check_ports_free, die_with_parent
+from dicomrst.runtime import runtime_directory
+from dicomrst.serving import needs_receiver
+
+GUNICORN_CONFIG = "etc/gunicorn.conf.py"
 
 
 def check_config(path: str | None) -> int:
@@ -19,7 +39,8 @@ def check_config(path: str | None) -> int:
     try:
         config = load_config(location)
     except ConfigError as error:
-        print(f"{location}: {error}", file=sys.stderr)
+        for line in config_problem_lines(location, error):
+            print(line, file=sys.stderr)
         return 1
     names = ", ".join(entry.aet for entry in config.aets) or "no AETs"
     print(f"{location}: OK ({names})")
@@ -47,48 +68,144 @@ def sample_pacs(argv: Sequence[str]) -> int:
     return main(list(argv))
 
 
-def up(config_path: str | None, sample_aet: str, storage: str) -> int:
+UP_DESCRIPTION = """\
+Starts the gateway under gunicorn (gevent workers, etc/gunicorn.conf.py, so run it from the checkout)
+with its move receiver and, when the config has the sample PACS's AET (SAMPLE in etc/dicomrst.yaml),
+the bundled sample PACS, seeded with a few generated studies. Every port is checked before anything
+starts. Ctrl-C stops everything; the exit status is gunicorn's."""
+
+
+@dataclass(frozen=True)
+class PortOverrides:
+    """Ports given on the command line, so that a taken port needs no config edit."""
+
+    http: int | None = None
+    dimse: int | None = None
+    sample_pacs: int | None = None
+
+    def apply(self, raw: dict[str, Any], config: Config, sample_index: int | None) -> dict[str, Any]:
+        raw = copy.deepcopy(raw)
+        server = raw["server"] = raw.get("server") or {}
+        if self.http is not None:
+            server["http"] = {**(server.get("http") or {}), "port": self.http}
+        if self.dimse is not None:
+            receivers = server.get("dimse")
+            if receivers is None:
+                receivers = [{"aet": receiver.aet} for receiver in config.server.dimse]
+            if not receivers:
+                raise ConfigError("server.dimse", "--dimse-port given, but no move receiver is configured")
+            server["dimse"] = [{**receivers[0], "port": self.dimse}, *receivers[1:]]
+        if self.sample_pacs is not None:
+            if sample_index is None:
+                raise ConfigError("aets", "--sample-pacs-port given, but the config has no sample PACS AET")
+            raw["aets"][sample_index] = {**raw["aets"][sample_index], "port": self.sample_pacs}
+        return raw
+
+
+def up(config_path: str | None, sample_aet: str, storage: str, ports: PortOverrides) -> int:
     """The gateway under gunicorn, with the sample PACS beside it when the config names one."""
-    if config_path:
-        os.environ[CONFIG_ENV] = config_path
-    try:
-        config = load_config()
-    except ConfigError as error:
-        print(f"config: {error}", file=sys.stderr)
+    location = config_path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+    if not Path(GUNICORN_CONFIG).is_file():
+        print(f"dicomrst up: {GUNICORN_CONFIG} not found; run it from the checkout", file=sys.stderr)
         return 1
-    children: list[subprocess.Popen[bytes]] = []
-    entry = config.aet(sample_aet)
-    if isinstance(entry, DimseAetConfig):
-        destinations = [f"{r.aet}=127.0.0.1:{r.port}" for r in config.server.dimse]
-        command = [sys.executable, "-m", "dicomrst.sample_pacs", "--aet", entry.aet, "--host", entry.host,
-                   "--port", str(entry.port), "--storage", storage]
-        for destination in destinations:
-            command += ["--destination", destination]
-        children.append(subprocess.Popen(command))
-    children.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "etc/gunicorn.conf.py", "wsgi:app"]))
-    return _supervise(children)
+    try:
+        config = load_config(location)
+        effective_path = location
+        if ports != PortOverrides():
+            effective_path = _write_effective_config(location, config, sample_aet, ports)
+            config = load_config(effective_path)
+    except ConfigError as error:
+        for line in config_problem_lines(location, error):
+            print(line, file=sys.stderr)
+        return 1
+    try:
+        return _run(config, effective_path, sample_aet, storage)
+    finally:
+        if effective_path != location:
+            Path(effective_path).unlink(missing_ok=True)
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    stopping = False
+def _write_effective_config(location: str, config: Config, sample_aet: str, ports: PortOverrides) -> str:
+    raw = yaml.safe_load(Path(location).read_text(encoding="utf-8"))
+    sample_index = next((index for index, entry in enumerate(config.aets)
+                         if entry.aet == sample_aet and isinstance(entry, DimseAetConfig)), None)
+    effective = runtime_directory() / f"up-{os.getpid()}.yaml"
+    effective.parent.mkdir(parents=True, exist_ok=True)
+    effective.write_text(yaml.safe_dump(ports.apply(raw, config, sample_index), sort_keys=False, allow_unicode=True),
+                         encoding="utf-8")
+    return str(effective)
+
+
+def _run(config: Config, config_path: str, sample_aet: str, storage: str) -> int:
+    sample = config.aet(sample_aet)
+    sample_pacs = sample if isinstance(sample, DimseAetConfig) else None
+    listeners = [Listener(config.server.http.interface, config.server.http.port,
+                          "the gateway's HTTP server (server.http.port, or --port)")]
+    if needs_receiver(config):
+        listeners += [Listener(receiver.interface, receiver.port,
+                               f"the move receiver {receiver.aet} (server.dimse[{index}].port"
+                               f"{', or --dimse-port' if index == 0 else ''})")
+                      for index, receiver in enumerate(config.server.dimse)]
+    if sample_pacs is not None:
+        index = config.aets.index(sample_pacs)
+        listeners.append(Listener(sample_pacs.host, sample_pacs.port,
+                                  f"the sample PACS {sample_pacs.aet} (aets[{index}].port, or --sample-pacs-port)"))
+    try:
+        check_ports_free(listeners)
+    except PortInUse as error:
+        print(f"dicomrst up: {error}", file=sys.stderr)
+        return 1
+    environment = {**os.environ, CONFIG_ENV: config_path}
+    # Each child dies with this process however it ends, and sits in a session of its own: Ctrl-C
+    # reaches this process only, which stops the gateway first and the PACS it talks to last.
+    detached: dict[str, Any] = {"env": environment, "preexec_fn": die_with_parent(), "start_new_session": True}
+    pacs_process = None
+    if sample_pacs is not None:
+        command = [sys.executable, "-m", "dicomrst.sample_pacs", "--aet", sample_pacs.aet, "--host", sample_pacs.host,
+                   "--port", str(sample_pacs.port), "--storage", storage]
+        for receiver in config.server.dimse:
+            command += ["--destination", f"{receiver.aet}=127.0.0.1:{receiver.port}"]
+        pacs_process = subprocess.Popen(command, **detached)
+    gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, "wsgi:app"], **detached)
+    return _supervise(gunicorn, pacs_process)
+
+
+def _supervise(gunicorn: subprocess.Popen[bytes], sample_pacs: subprocess.Popen[bytes] | None) -> int:
+    """Wait for a signal or for a child to end; then stop gunicorn (it drains its requests and the
+    move receiver), then the sample PACS. The exit status is gunicorn's."""
+    signals_received = 0
 
     def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal signals_received
+        signals_received += 1
+        if signals_received > 1 and gunicorn.poll() is None:
+            gunicorn.send_signal(signal.SIGINT)  # asked twice: gunicorn's quick stop
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    codes = [child.wait() for child in children]
-    return 0 if stopping else next((code for code in codes if code), 1)
+    while not signals_received and gunicorn.poll() is None and (sample_pacs is None or sample_pacs.poll() is None):
+        time.sleep(0.1)
+    pacs_failed = not signals_received and sample_pacs is not None and sample_pacs.poll() is not None
+    if pacs_failed:
+        assert sample_pacs is not None
+        print(f"dicomrst up: the sample PACS exited with code {sample_pacs.returncode}; stopping the gateway",
+              file=sys.stderr)
+    if gunicorn.poll() is None:
+        gunicorn.send_signal(signal.SIGTERM)
+    code = gunicorn.wait()
+    if sample_pacs is not None and sample_pacs.poll() is None:
+        sample_pacs.send_signal(signal.SIGTERM)
+        try:
+            sample_pacs.wait(10)
+        except subprocess.TimeoutExpired:
+            sample_pacs.kill()
+            sample_pacs.wait()
+    return (code or 1) if pacs_failed else code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicomrst", description="A DICOMweb gateway to DIMSE PACS and S3.")
+    parser.add_argument("--version", action="version", version=f"dicomrst {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a config file and say what is wrong")
     check.add_argument("file", nargs="?", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
@@ -96,11 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     receive.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
     receive.add_argument("--ready-fd", type=int, help="write READY to this file descriptor once listening")
     commands.add_parser("sample-pacs", help="run the sample PACS (options: dicomrst sample-pacs --help)", add_help=False)
-    run = commands.add_parser("up", help="run the gateway under gunicorn, with the sample PACS when configured")
+    run = commands.add_parser("up", help="run the gateway under gunicorn, with the sample PACS when configured",
+                              description=UP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
     run.add_argument("--sample-pacs", default="SAMPLE", metavar="AET",
                      help="the configured AET the sample PACS plays (default SAMPLE)")
     run.add_argument("--storage", default="var/sample-pacs", help="the sample PACS's folder")
+    run.add_argument("--port", type=_port, help="the gateway's HTTP port (instead of server.http.port)")
+    run.add_argument("--dimse-port", type=_port, help="the move receiver's port (instead of server.dimse[0].port)")
+    run.add_argument("--sample-pacs-port", type=_port, help="the sample PACS's port (instead of its aets[].port)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sample-pacs":
         return sample_pacs(rest)
@@ -110,7 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.file)
     if args.command == "receiver":
         return receiver(args.config, args.ready_fd)
-    return up(args.config, args.sample_pacs, args.storage)
+    return up(args.config, args.sample_pacs, args.storage,
+              PortOverrides(http=args.port, dimse=args.dimse_port, sample_pacs=args.sample_pacs_port))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Times are milliseconds, as in DICOM-RST.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import os
@@ -22,8 +23,15 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_PATH = "etc/dicomrst.yaml"
 CONFIG_ENV = "DICOMRST_CONFIG"
 
-# PS3.8 9.3.1: an AE title is 1-16 characters of the default repertoire, no backslash, no control chars.
+# PS3.5 6.2 (AE VR): an AE title is 1-16 characters of the default repertoire, no backslash, no control
+# characters.
 _AET_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+# An AET under aets[] is also a URL path segment (/aets/{aet}): RFC 3986 3.3 lets a segment carry
+# unreserved characters, sub-delims, ':' and '@' as they are; anything else would need percent-encoding,
+# which clients and proxies treat differently.
+_PATH_SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$")
+_TOP_LEVEL_KEYS = ("telemetry", "server", "aets")
+_PLAIN_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -33,6 +41,30 @@ class ConfigError(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        return (self,)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem of a config at once, so that one run of check-config lists them all. Its message
+    is one line per problem; ``path`` is the first problem's."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        ValueError.__init__(self, "\n".join(str(problem) for problem in problems))
+        self.path = problems[0].path
+        self._problems = tuple(problems)
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        return self._problems
+
+
+def config_problem_lines(location: str | os.PathLike[str], error: ConfigError) -> list[str]:
+    """One line per problem as check-config and start-up print them: ``FILE: key.path: message``.
+    Problems of the file itself (unreadable, not YAML) already name it."""
+    return [f"{location}: {problem}" if problem.path else str(problem) for problem in error.problems]
 
 
 @dataclass(frozen=True)
@@ -159,16 +191,25 @@ T = TypeVar("T")
 
 
 class _Section:
-    """One mapping of the YAML file, read key by key so that every error carries its path."""
+    """One mapping of the YAML file, read key by key so that every error carries its path.
 
-    def __init__(self, raw: Any, path: str) -> None:
+    Problems are collected, not raised: the sections of one document share a list, and a value that
+    cannot be read stands as its default (or None) so that reading goes on and every problem is found.
+    """
+
+    def __init__(self, raw: Any, path: str, problems: list[ConfigError] | None = None) -> None:
+        self.problems: list[ConfigError] = [] if problems is None else problems
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(path, f"expected a mapping, got {_kind(raw)}")
+            self.problem(path, f"expected a mapping, got {_kind(raw)}")
+            raw = {}
         self.raw: dict[str, Any] = raw
         self.path = path
         self.read: set[str] = set()
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(ConfigError(path, message))
 
     def key_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -177,22 +218,46 @@ class _Section:
         self.read.add(key)
         if self.raw.get(key) is None:
             return default
-        return parse(self.raw[key], self.key_path(key))
+        return self._parse(key, parse, default)
 
-    def require(self, key: str, parse: Callable[[Any, str], T]) -> T:
+    def require(self, key: str, parse: Callable[[Any, str], T]) -> Any:
+        """The value, or None (with a problem recorded) when it is missing or wrong."""
         self.read.add(key)
         if self.raw.get(key) is None:
-            raise ConfigError(self.key_path(key), "is required")
-        return parse(self.raw[key], self.key_path(key))
+            self.problem(self.key_path(key), "is required")
+            return None
+        return self._parse(key, parse, None)
+
+    def _parse(self, key: str, parse: Callable[[Any, str], T], fallback: Any) -> Any:
+        try:
+            return parse(self.raw[key], self.key_path(key))
+        except ConfigError as error:
+            self.problems.append(error)
+            return fallback
 
     def section(self, key: str) -> _Section:
         self.read.add(key)
-        return _Section(self.raw.get(key), self.key_path(key))
+        return _Section(self.raw.get(key), self.key_path(key), self.problems)
 
-    def warn_unknown(self) -> None:
+    def warn_unknown(self, near_misses_of: tuple[str, ...] = ()) -> None:
+        """Unknown keys are warned about; one that is a near miss of ``near_misses_of`` is an error,
+        since it almost certainly meant that key (``aet:`` for ``aets:``)."""
         for key in self.raw:
-            if key not in self.read:
+            if key in self.read:
+                continue
+            # Only a plain word can be a typo of one: a key like "x.y" or "12:30" is something else.
+            plain = isinstance(key, str) and _PLAIN_KEY.match(key)
+            close = difflib.get_close_matches(key, near_misses_of, n=1, cutoff=0.75) if plain else []
+            if close:
+                self.problem(self.key_path(str(key)), f"unknown key; did you mean {close[0]}?")
+            else:
                 log.warning("config: unknown key %s is ignored", self.key_path(str(key)))
+
+    def raise_problems(self) -> None:
+        if len(self.problems) == 1:
+            raise self.problems[0]
+        if self.problems:
+            raise ConfigErrors(self.problems)
 
 
 def _kind(value: Any) -> str:
@@ -249,6 +314,13 @@ def _aet(value: Any, path: str) -> str:
     return text
 
 
+def _route_aet(value: Any, path: str) -> str:
+    text = _aet(value, path)
+    if not _PATH_SEGMENT_PATTERN.match(text):
+        raise ConfigError(path, f"{text!r} cannot be a URL path segment (/aets/{{aet}}): use letters, digits and - . _ ~")
+    return text
+
+
 def _choice(*choices: str, upper: bool = False) -> Callable[[Any, str], str]:
     def parse(value: Any, path: str) -> str:
         text = _string(value, path)
@@ -301,7 +373,7 @@ def _auth(section: _Section) -> tuple[TokenConfig, ...]:
             token_env=entry.get("token-env", _string, None),
         )
         if (token.token is None) == (token.token_env is None):
-            raise ConfigError(entry.path, "give either token or token-env")
+            entry.problem(entry.path, "give either token or token-env")
         entry.warn_unknown()
         tokens.append(token)
     return tuple(tokens)
@@ -371,8 +443,9 @@ def _list(section: _Section, key: str) -> list[_Section] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
-        raise ConfigError(section.key_path(key), f"expected a list, got {_kind(raw)}")
-    return [_Section(item, f"{section.key_path(key)}[{index}]") for index, item in enumerate(raw)]
+        section.problem(section.key_path(key), f"expected a list, got {_kind(raw)}")
+        return None
+    return [_Section(item, f"{section.key_path(key)}[{index}]", section.problems) for index, item in enumerate(raw)]
 
 
 def _server(section: _Section) -> ServerConfig:
@@ -382,7 +455,7 @@ def _server(section: _Section) -> ServerConfig:
         http=_http(section.section("http")),
         dimse=ServerConfig().dimse if receivers is None else tuple(_receiver(item) for item in receivers),
     )
-    _unique([(r.aet, f"{section.key_path('dimse')}[{i}].aet") for i, r in enumerate(server.dimse)])
+    _unique(section, [(r.aet, f"{section.key_path('dimse')}[{i}].aet") for i, r in enumerate(server.dimse)])
     section.warn_unknown()
     return server
 
@@ -445,11 +518,11 @@ def _credentials(section: _Section) -> S3Credentials | None:
     has_access = credentials.access_key is not None or credentials.access_key_env is not None
     has_secret = credentials.secret_key is not None or credentials.secret_key_env is not None
     if has_access != has_secret:
-        raise ConfigError(section.path, "needs both an access key and a secret key (or neither, for anonymous access)")
+        section.problem(section.path, "needs both an access key and a secret key (or neither, for anonymous access)")
     if credentials.access_key is not None and credentials.access_key_env is not None:
-        raise ConfigError(section.path, "give access-key or access-key-env, not both")
+        section.problem(section.path, "give access-key or access-key-env, not both")
     if credentials.secret_key is not None and credentials.secret_key_env is not None:
-        raise ConfigError(section.path, "give secret-key or secret-key-env, not both")
+        section.problem(section.path, "give secret-key or secret-key-env, not both")
     return credentials if has_access else None
 
 
@@ -473,34 +546,36 @@ def _bucket(value: Any, path: str) -> str:
 
 
 def _aet_entry(section: _Section) -> AetConfig:
-    aet = section.require("aet", _aet)
+    aet = section.require("aet", _route_aet)
     backend = section.get("backend", _choice("DIMSE", "S3", upper=True), "DIMSE")
     entry: AetConfig = _dimse_aet(section, aet) if backend == "DIMSE" else _s3_aet(section, aet)
     section.warn_unknown()
     return entry
 
 
-def _unique(names_and_paths: list[tuple[str, str]]) -> None:
+def _unique(section: _Section, names_and_paths: list[tuple[str | None, str]]) -> None:
     seen: dict[str, str] = {}
     for name, path in names_and_paths:
+        if name is None:  # unreadable, and said so already
+            continue
         if name in seen:
-            raise ConfigError(path, f"duplicate AE title {name!r} (first at {seen[name]})")
-        seen[name] = path
+            section.problem(path, f"duplicate AE title {name!r} (first at {seen[name]})")
+        seen.setdefault(name, path)
 
 
-def _check_receivers(config: Config) -> None:
+def _check_receivers(section: _Section, config: Config) -> None:
     receiver_aets = {receiver.aet for receiver in config.server.dimse}
     for index, entry in enumerate(config.aets):
         if not isinstance(entry, DimseAetConfig):
             continue
         if entry.wado_rs.method == "move" and not receiver_aets:
-            raise ConfigError(
+            section.problem(
                 f"aets[{index}].wado-rs",
                 "C-MOVE needs a receiver: list one under server.dimse, or set method: get",
             )
         for position, receiver in enumerate(entry.wado_rs.receivers):
             if receiver not in receiver_aets:
-                raise ConfigError(
+                section.problem(
                     f"aets[{index}].wado-rs.receivers[{position}]",
                     f"receiver {receiver!r} is not listed under server.dimse",
                 )
@@ -535,9 +610,10 @@ def parse_config(raw: Any) -> Config:
         server=_server(root.section("server")),
         aets=tuple(_aet_entry(entry) for entry in entries),
     )
-    root.warn_unknown()
-    _unique([(entry.aet, f"aets[{index}].aet") for index, entry in enumerate(config.aets)])
-    _check_receivers(config)
+    root.warn_unknown(near_misses_of=_TOP_LEVEL_KEYS)
+    _unique(root, [(entry.aet, f"aets[{index}].aet") for index, entry in enumerate(config.aets)])
+    _check_receivers(root, config)
+    root.raise_problems()
     return _with_default_receivers(config)
 
 
@@ -552,6 +628,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError("", f"{location} is not UTF-8 text: {error.reason} at byte {error.start}") from None
     try:
         raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError("", _yaml_syntax_error(location, error)) from None
     except yaml.YAMLError as error:
         raise ConfigError("", f"{location} is not valid YAML: {error}") from None
     except RecursionError:
@@ -562,6 +640,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         return parse_config(raw)
     except ConfigError as error:
-        if error.path:
-            raise
-        raise ConfigError("", f"{location}: {error}") from None
+        # A problem of the document as a whole (its root is not a mapping) names the file.
+        problems = [problem if problem.path else ConfigError("", f"{location}: {problem}")
+                    for problem in error.problems]
+        raise (problems[0] if len(problems) == 1 else ConfigErrors(problems)) from None
+
+
+def _yaml_syntax_error(location: Path, error: yaml.MarkedYAMLError) -> str:
+    """``FILE, line L, column C: not valid YAML: what``, naming the file once (PyYAML's own message
+    names the string it was given and repeats the position for each mark)."""
+    mark = error.problem_mark or error.context_mark
+    where = f"{location}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(location)
+    what = "; ".join(part for part in (error.context, error.problem) if part)
+    return f"{where}: not valid YAML: {what}"
