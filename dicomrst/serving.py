@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from dicomrst.config import CONFIG_ENV, Config, DimseAetConfig
+from dicomrst.processes import Listener, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,13 @@ def needs_receiver(config: Config) -> bool:
     )
 
 
+def receiver_listeners(config: Config) -> list[Listener]:
+    if not needs_receiver(config):
+        return []
+    return [Listener(receiver.interface, receiver.port, f"the move receiver {receiver.aet} (server.dimse[{index}].port)")
+            for index, receiver in enumerate(config.server.dimse)]
+
+
 def start_receiver_process(config: Config, config_path: str | None) -> subprocess.Popen[bytes] | None:
     """Start ``dicomrst receiver`` and wait until it says every Storage SCP is listening."""
     if not needs_receiver(config):
@@ -33,8 +41,11 @@ def start_receiver_process(config: Config, config_path: str | None) -> subproces
     environment = dict(os.environ)
     if config_path:
         environment[CONFIG_ENV] = config_path
+    # It dies with gunicorn's master however that ends (a kill -9 included), and sits in a session of
+    # its own so that Ctrl-C in a terminal reaches the master, which stops it in order, and not it.
     process = subprocess.Popen([sys.executable, "-m", "dicomrst.cli", "receiver", "--ready-fd", "1"],
-                               env=environment, stdout=subprocess.PIPE)
+                               env=environment, stdout=subprocess.PIPE, preexec_fn=die_with_parent(),
+                               start_new_session=True)
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], STARTUP_SECONDS)
     line = process.stdout.readline() if ready else b""

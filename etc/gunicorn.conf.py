@@ -3,20 +3,24 @@
 Flags given on the command line (-b, -w, ...) override what is set here, as gunicorn does for any
 config file.
 """
-import glob
 import os
-import tempfile
+import sys
+from pathlib import Path
 
-from dicomrst.config import load_config
+from dicomrst.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, ConfigError, config_problem_lines, load_config
+from dicomrst.runtime import metrics_directory, reap_metrics_directories, remove_if_empty
 
-_config = load_config()
+try:
+    _config = load_config()
+except ConfigError as _error:
+    # The same lines as `dicomrst check-config`, and no traceback: the operator has one thing to fix.
+    for _line in config_problem_lines(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH, _error):
+        print(_line, file=sys.stderr)
+    sys.exit(1)
 _http = _config.server.http
 # Workers share their metrics through files here (prometheus_client's multiprocess mode); one folder
 # per gateway, emptied when the gateway starts.
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"dicomrst-{os.getuid()}", f"metrics-{_http.port}-{os.getpid()}"),
-)
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_directory(_http.port)))
 
 worker_class = "gevent"
 bind = [f"{_http.interface}:{_http.port}"]
@@ -38,13 +42,35 @@ _receiver = None
 
 
 def on_starting(server):
-    """The move receiver is shared by all workers, so the master starts it, once."""
+    """Check every port first, clear what dead gateways left, then start the move receiver: it is
+    shared by all workers, so the master starts it, once."""
     global _receiver
+    from dicomrst.processes import Listener, PortInUse, check_ports_free
+    from dicomrst.serving import receiver_listeners, start_receiver_process
+
+    http = [Listener(address[0], address[1], "the gateway's HTTP server (server.http.port or -b)")
+            for address in server.cfg.address if isinstance(address, tuple)]
+    try:
+        check_ports_free(http + receiver_listeners(_config))
+    except PortInUse as error:
+        print(f"dicomrst: {error}", file=sys.stderr)
+        sys.exit(1)
+    _reap_stale_runtime_files()
     os.makedirs(_metrics_dir, exist_ok=True)
     _clear_metrics()
-    from dicomrst.serving import start_receiver_process
+    try:
+        _receiver = start_receiver_process(_config, os.environ.get("DICOMRST_CONFIG"))
+    except RuntimeError as error:
+        print(f"dicomrst: {error}", file=sys.stderr)
+        sys.exit(1)
 
-    _receiver = start_receiver_process(_config, os.environ.get("DICOMRST_CONFIG"))
+
+def worker_int(worker):
+    """Ctrl-C reaches every process of the terminal's group, and the master's quick stop sends
+    SIGQUIT. gunicorn's worker answers both by calling this hook and then sys.exit() in a greenlet,
+    which gevent reports as a 13-line SystemExit traceback. A quick stop is meant: end here, quietly."""
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def child_exit(server, worker):
@@ -55,18 +81,29 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    from dicomrst.backends.dimse.slot_files import default_slot_directory, remove_unused_slots
+    from dicomrst.config import DimseAetConfig
     from dicomrst.serving import stop_receiver_process
 
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
     stop_receiver_process(_receiver, 30)
+    for entry in _config.aets:
+        if isinstance(entry, DimseAetConfig):
+            remove_unused_slots(default_slot_directory(entry.aet, entry.host, entry.port))
     _clear_metrics()
-    try:
-        os.rmdir(_metrics_dir)  # only when empty: it may be a folder the operator named
-    except OSError:
-        pass
+    remove_if_empty(Path(_metrics_dir))  # only when empty: it may be a folder the operator named
+
+
+def _reap_stale_runtime_files():
+    from dicomrst.backends.dimse.slot_files import reap_slot_directories
+
+    reap_slot_directories()
+    reap_metrics_directories()
 
 
 def _clear_metrics():
+    import glob
+
     # Only prometheus_client's own files: the folder may be one the operator named.
     for name in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.unlink(name)

@@ -278,3 +278,34 @@ class MotoS3:
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
+
+
+def processes_with_environment(name: str, value: str) -> list[int]:
+    """Pids of the live processes whose environment has ``name=value``: a gateway started with its own
+    config path marks every process it starts (master, workers, receiver, sample PACS) that way."""
+    wanted = f"{name}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0") and not _zombie(entry):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _zombie(entry: Path) -> bool:
+    status = (entry / "stat").read_text()
+    return status[status.rindex(")") + 2:].startswith("Z")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import requests
 from pydicom import Dataset, dcmread
 
-from dicomrst.backends.dimse.slots import default_slot_directory
+from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.config import DimseAetConfig, parse_config
 from tests.integration.conftest import HUNG_TIMEOUT_MS, KnownData

@@ -4,7 +4,8 @@ import time
 import pytest
 
 from dicomrst.backends.base import BackendBusy
-from dicomrst.backends.dimse.slots import AssociationSlots, default_slot_directory
+from dicomrst.backends.dimse.slot_files import default_slot_directory
+from dicomrst.backends.dimse.slots import AssociationSlots
 
 
 def test_slots_limit_holders_and_free_on_exit(tmp_path):

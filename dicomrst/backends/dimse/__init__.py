@@ -1,3 +1,3 @@
-from dicomrst.backends.dimse.backend import DimseBackend
+"""The DIMSE backend: a PACS spoken to by C-ECHO, C-FIND, C-MOVE/C-GET and C-STORE (``backend.py``).
 
-__all__ = ["DimseBackend"]
+Kept free of imports so that the master process can use the light modules here (``slot_files``)."""

@@ -21,7 +21,8 @@ from dicomrst.backends.dimse.echo import VERIFICATION, echo
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
 from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
-from dicomrst.backends.dimse.slots import AssociationSlots, default_slot_directory
+from dicomrst.backends.dimse.slot_files import default_slot_directory
+from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.config import DimseAetConfig, ReceiverConfig

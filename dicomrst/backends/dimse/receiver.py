@@ -29,7 +29,16 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomrst.backends.dimse.sockets import disable_nagle
-from dicomrst.backends.dimse.spool import MoveGone, deliver, move_by_message_id, move_by_uids, spool_root
+from dicomrst.backends.dimse.spool import (
+    MoveGone,
+    deliver,
+    move_by_message_id,
+    move_by_uids,
+    reap_spool,
+    remove_spool,
+    spool_base,
+    spool_root,
+)
 from dicomrst.config import Config, DimseAetConfig, ReceiverConfig
 
 log = logging.getLogger(__name__)
@@ -139,6 +148,7 @@ def _all_transfer_syntaxes() -> list[str]:
 
 def start_receivers(config: Config) -> list[ThreadedAssociationServer]:
     pacs_aets = [entry.aet for entry in config.aets if isinstance(entry, DimseAetConfig)]
+    reap_spool(spool_base())
     servers = []
     for receiver in config.server.dimse:
         root = spool_root(receiver)
@@ -173,3 +183,6 @@ def run_receivers(config: Config, ready_fd: int | None = None) -> None:
         association.join(max(0.0, deadline - time.monotonic()))
         if association.is_alive():
             association.abort()
+    # The workers have stopped before the receiver (gunicorn's on_exit): nobody will read the spool.
+    for receiver in config.server.dimse:
+        remove_spool(spool_root(receiver))

@@ -3,7 +3,10 @@
 ``pool.size`` promises the PACS at most that many associations from the gateway, whatever the number of
 worker processes. Each slot is a lock file; holding an exclusive ``flock`` on it is holding the slot.
 The kernel drops the lock when the holder's file is closed, so a worker that dies never leaks a slot.
-Locks on separately opened files conflict even within one process. Within a worker, waiters line up
+Locks on separately opened files conflict even within one process. Slot files nobody holds are
+removed when a gateway stops or starts (``remove_unused_slots``): the remover unlinks a file only
+while it holds its lock, and a holder checks after locking that its file is still the one at the
+path, so no two processes can ever hold the same slot. Within a worker, waiters line up
 first (first come, first served), so that only the longest-waiting request of each worker probes the
 slots: without that, a burst of requests polling at random lets some wait out the pool timeout while
 others overtake them.
@@ -13,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,19 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dicomrst.backends.base import BackendBusy
-from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.slot_files import same_file_at, slot_path
 
 _POLL_SECONDS = 0.005
-
-
-def default_slot_directory(aet: str, host: str, port: int) -> Path:
-    """The folder of one PACS's slots; the same for every process that talks to that PACS."""
-    return runtime_directory() / "associations" / safe_name(f"{aet}@{host}:{port}")
-
-
-def runtime_directory() -> Path:
-    """Where the processes of one host meet: association slots, the move spool."""
-    return Path(tempfile.gettempdir()) / f"dicomrst-{os.getuid()}"
 
 
 class AssociationSlots:
@@ -77,11 +69,23 @@ class AssociationSlots:
         start = random.randrange(self.size)
         for offset in range(self.size):
             slot = (start + offset) % self.size
-            descriptor = os.open(self.directory / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            path = slot_path(self.directory, slot)
+            descriptor = self._open(path)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(descriptor)
                 continue
+            if not same_file_at(descriptor, path):  # removed by remove_unused_slots meanwhile
+                os.close(descriptor)
+                continue
             return descriptor, slot
         return None
+
+    def _open(self, path: Path) -> int:
+        try:
+            return os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        except FileNotFoundError:  # the folder was removed as unused; this worker uses it again
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+

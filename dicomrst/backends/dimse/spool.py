@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dicomrst.backends.base import InstanceSelection
 from dicomrst.backends.dimse.names import safe_name
-from dicomrst.backends.dimse.slots import runtime_directory
+from dicomrst.runtime import process_alive, remove_if_empty, runtime_directory
 from dicomrst.config import ReceiverConfig
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,38 @@ _MAX_MESSAGE_ID = 0xFFFF
 
 def spool_root(receiver: ReceiverConfig) -> Path:
     """One receiver's spool; the receiver process and every worker compute the same path."""
-    base = Path(os.environ[SPOOL_ENV]) if os.environ.get(SPOOL_ENV) else runtime_directory() / "spool"
-    return base / safe_name(f"{receiver.aet}:{receiver.port}")
+    return spool_base() / safe_name(f"{receiver.aet}:{receiver.port}")
+
+
+def spool_base() -> Path:
+    return Path(os.environ[SPOOL_ENV]) if os.environ.get(SPOOL_ENV) else runtime_directory() / "spool"
+
+
+def reap_spool(base: Path) -> None:
+    """Remove every pending move, of any receiver under ``base``, whose worker has died, and the
+    folders that leaves empty: what a gateway killed without its clean stop left behind."""
+    for root in _subdirectories(base):
+        for parent in _subdirectories(root):
+            _remove_abandoned(parent)
+            for directory in _pending(parent):
+                # A worker that died between creating its move and writing the selection.
+                if _read_selection(directory) is None and time.time() - directory.stat().st_mtime > 60:
+                    shutil.rmtree(directory, ignore_errors=True)
+            remove_if_empty(parent)
+        remove_if_empty(root)
+
+
+def remove_spool(root: Path) -> None:
+    """A receiver's whole spool, when it stops: no worker is left to consume what is there."""
+    shutil.rmtree(root, ignore_errors=True)
+    remove_if_empty(root.parent)
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    try:
+        return [Path(entry.path) for entry in os.scandir(directory) if entry.is_dir()]
+    except FileNotFoundError:
+        return []
 
 
 def pacs_directory(root: Path, pacs_aet: str) -> Path:
@@ -103,16 +133,7 @@ def _read_selection(directory: Path) -> dict[str, object] | None:
 
 
 def _owner_alive(selection: dict[str, object]) -> bool:
-    pid = selection.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(selection.get("pid"))
 
 
 def _remove_abandoned(parent: Path) -> None:
