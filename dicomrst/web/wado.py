@@ -41,6 +41,44 @@ SERIES = STUDY + "/series/<series_uid>"
 INSTANCE = SERIES + "/instances/<sop_uid>"
 
 
+def _in_path(selection: InstanceSelection, instances: Iterator[bytes]) -> Iterator[bytes]:
+    """Only the instances that belong to the study, series and instance the URL names.
+
+    A PACS resolves an IMAGE-level C-MOVE by SOP Instance UID alone, and an object in a bucket holds
+    whatever was written there; neither proves the path. Without this check a URL with a made-up
+    study UID would answer for a real instance, past any access control keyed on the study.
+    Nothing left: 404, as for an instance that does not exist.
+    """
+    wanted = (selection.study_uid, selection.series_uid, selection.sop_uid)
+    matched = 0
+    for part10 in instances:
+        found = _uids_of(part10)
+        if all(want is None or want == have for want, have in zip(wanted, found)):
+            matched += 1
+            yield part10
+        else:
+            log.warning("dropped instance %s (study %s, series %s): not the study and series of the URL",
+                        found[2], found[0], found[1])
+    if matched == 0:
+        raise BackendNotFound("no instance of this study and series matches")
+
+
+def _uids_of(part10: bytes) -> tuple[str, str, str]:
+    header = dcmread(BytesIO(part10), stop_before_pixels=True,
+                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    return (str(header.get("StudyInstanceUID", "")), str(header.get("SeriesInstanceUID", "")),
+            str(header.get("SOPInstanceUID", "")))
+
+
+def _retrieve(aet: str, selection: InstanceSelection) -> Iterator[bytes]:
+    return _in_path(selection, backend_for(aet).retrieve(selection))
+
+
+def _instance_url(root: str, part10: bytes) -> str:
+    study_uid, series_uid, sop_uid = _uids_of(part10)
+    return f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+
 def _selection(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> InstanceSelection:
     checked_uid(study_uid, "Study Instance UID")
     if series_uid is not None:
@@ -84,19 +122,24 @@ def _rendered(part10: bytes, rendition: InstanceRendition) -> tuple[bytes, str]:
 
 
 def _instances(aet: str, selection: InstanceSelection) -> Response:
-    backend = backend_for(aet)
+    backend_for(aet)
     rendition = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
+    root = aet_root_url(aet)
     # Rendering the first instance before answering turns "cannot transcode" into a 406.
-    rendered = primed(_rendered(part10, rendition) for part10 in backend.retrieve(selection))
+    rendered = primed((*_rendered(part10, rendition), _instance_url(root, part10))
+                      for part10 in _retrieve(aet, selection))
     if rendition.container == "single":
-        body, transfer_syntax = _only(rendered)
-        return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}")
+        body, transfer_syntax, url = _only(rendered)
+        return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}",
+                        headers={"Content-Location": url})
     if rendition.container == "zip":
-        files = ((f"{index:06d}.dcm", body) for index, (body, _) in enumerate(rendered, start=1))
+        files = ((f"{index:06d}.dcm", body) for index, (body, _, _) in enumerate(rendered, start=1))
         return Response(zip_stream(files), content_type="application/zip",
                         headers={"Content-Disposition": 'attachment; filename="instances.zip"'})
     boundary = new_boundary()
-    parts = (Part(body, {"Content-Type": f"application/dicom; transfer-syntax={ts}"}) for body, ts in rendered)
+    # PS3.18 8.7.3.3: each part may say where its instance lives.
+    parts = (Part(body, {"Content-Type": f"application/dicom; transfer-syntax={ts}", "Content-Location": url})
+             for body, ts, url in rendered)
     return Response(write_multipart(parts, "application/dicom", boundary),
                     content_type=multipart_content_type("application/dicom", boundary))
 
@@ -119,18 +162,11 @@ def instance_metadata_resource(aet: str, study_uid: str, series_uid: str, sop_ui
     return _metadata(aet, _selection(study_uid, series_uid, sop_uid))
 
 
-def _instance_url(root: str, part10: bytes) -> str:
-    header = dcmread(BytesIO(part10), stop_before_pixels=True,
-                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-    return (f"{root}/studies/{header.StudyInstanceUID}/series/{header.SeriesInstanceUID}"
-            f"/instances/{header.SOPInstanceUID}")
-
-
 def _metadata(aet: str, selection: InstanceSelection) -> Response:
-    backend = backend_for(aet)
+    backend_for(aet)
     media_type = negotiate_qido(request.headers.get("Accept"))
     root = aet_root_url(aet)
-    instances = primed(backend.retrieve(selection))
+    instances = primed(_retrieve(aet, selection))
     if media_type is QidoMediaType.JSON:
         documents = (instance_metadata(part10, _instance_url(root, part10)) for part10 in instances)
         return Response(encode_json_array(documents), mimetype="application/dicom+json")
@@ -156,7 +192,7 @@ def _only(items: Iterator[T]) -> T:
 
 
 def _single_instance(aet: str, selection: InstanceSelection) -> bytes:
-    return _only(backend_for(aet).retrieve(selection))
+    return _only(_retrieve(aet, selection))
 
 
 @blueprint.get(INSTANCE + "/frames/<frame_list>")
@@ -173,7 +209,10 @@ def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: 
     else:
         part_type_header = part_type
     boundary = new_boundary()
-    parts = (Part(body, {"Content-Type": part_type_header}) for body in frame_bytes)
+    # PS3.18 8.7.3.3: each frame part says which frame it is, by the URL of that one frame.
+    instance_url = f"{aet_root_url(aet)}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+    parts = (Part(body, {"Content-Type": part_type_header, "Content-Location": f"{instance_url}/frames/{number}"})
+             for number, body in zip(numbers, frame_bytes))
     return Response(write_multipart(parts, part_type, boundary), content_type=multipart_content_type(part_type, boundary))
 
 
@@ -189,6 +228,9 @@ def bulkdata(aet: str, study_uid: str, series_uid: str, sop_uid: str, bulk_path:
     except ValueError as error:
         raise BadRequest(str(error)) from None
     boundary = new_boundary()
-    return Response(write_multipart([value], "application/octet-stream", boundary),
+    location = (f"{aet_root_url(aet)}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+                f"/bulkdata/{bulk_path}")
+    part = Part(value, {"Content-Location": location})
+    return Response(write_multipart([part], "application/octet-stream", boundary),
                     content_type=multipart_content_type("application/octet-stream", boundary))
 

@@ -170,3 +170,16 @@ def test_unreachable_endpoint_for_retrieval_and_store(s3: S3Setup):
     response = requests.post(f"{s3.gateway.url}/aets/UNREACHABLE/studies", data=b"x", timeout=30,
                              headers={"Content-Type": CONTENT_TYPE})
     assert response.status_code == 503
+
+
+def test_an_object_under_another_study_or_series_key_is_not_found(s3: S3Setup):
+    """A key holds whatever was written there: the gateway answers only for the UIDs the URL names."""
+    stray = s3.study[0]
+    wrong_study = "1.2.3.4242"
+    s3.moto.client().put_object(Bucket=BUCKET, Key=f"{wrong_study}/{stray.SeriesInstanceUID}/{stray.SOPInstanceUID}.dcm",
+                                Body=part10(stray))
+    base = f"/studies/{wrong_study}/series/{stray.SeriesInstanceUID}"
+    for path in (base, f"{base}/metadata", f"{base}/instances/{stray.SOPInstanceUID}",
+                 f"{base}/instances/{stray.SOPInstanceUID}/frames/1", f"/studies/{wrong_study}/metadata"):
+        response = get(s3, path)
+        assert response.status_code == 404, (path, response.status_code, response.text[:200])
