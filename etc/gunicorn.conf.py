@@ -59,7 +59,7 @@ def on_starting(server):
     os.makedirs(_metrics_dir, exist_ok=True)
     _clear_metrics()
     try:
-        _receiver = start_receiver_process(_config, os.environ.get("DICOMRST_CONFIG"))
+        _receiver = start_receiver_process(_config, os.environ.get(CONFIG_ENV))
     except RuntimeError as error:
         print(f"dicomrst: {error}", file=sys.stderr)
         sys.exit(1)

@@ -14,14 +14,18 @@ UTF8_CHARSET = "ISO_IR 192"
 _SPECIFIC_CHARACTER_SET = "00080005"
 
 
-def _declare_utf8(json_dataset: dict[str, Any]) -> None:
-    # Values were decoded by pydicom, so the original character set no longer describes them.
+def _normalised(json_dataset: dict[str, Any]) -> dict[str, Any]:
+    """Attributes in ascending tag order (PS3.18 F.2: pydicom keeps the order they were added in,
+    and a C-FIND answer or an added RetrieveURL is in no order), at every nesting level; and UTF-8
+    declared, since the values were decoded by pydicom and the original character set no longer
+    describes them."""
     if _SPECIFIC_CHARACTER_SET in json_dataset:
         json_dataset[_SPECIFIC_CHARACTER_SET] = {"vr": "CS", "Value": [UTF8_CHARSET]}
     for element in json_dataset.values():
-        if element.get("vr") == "SQ":
-            for item in element.get("Value", ()):
-                _declare_utf8(item)
+        if element.get("vr") == "SQ" and "Value" in element:
+            element["Value"] = [_normalised(item) for item in element["Value"]]
+    # Keys are 8 upper-case hex digits, so their string order is their numeric order.
+    return dict(sorted(json_dataset.items()))
 
 
 def dataset_to_json(ds: Dataset) -> dict[str, Any]:
@@ -30,9 +34,7 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     An element whose value cannot be converted is logged by pydicom and left out,
     so one bad value never fails a whole response.
     """
-    json_dataset = ds.to_json_dict(suppress_invalid_tags=True)
-    _declare_utf8(json_dataset)
-    return json_dataset
+    return _normalised(ds.to_json_dict(suppress_invalid_tags=True))
 
 
 def encode_json_array(datasets: Iterable[dict[str, Any]]) -> Iterator[bytes]:

@@ -27,6 +27,17 @@ def aet_root_url(aet: str) -> str:
     return f"{request.url_root.rstrip('/')}{aets_path}/{quote(aet, safe='')}"
 
 
+def client_path() -> str:
+    """The request's path as the client wrote it. Behind a trusted proxy's prefix, the proxy maps its
+    location onto base-path, so the client never saw base-path: it is replaced by the prefix."""
+    path = request.path
+    if request.environ.get(FORWARDED_PREFIX):
+        base_path = current_app.config["DICOMRST_AETS_PATH"].rsplit("/aets", 1)[0]
+        if base_path and (path == base_path or path.startswith(base_path + "/")):
+            path = path[len(base_path):]
+    return request.script_root + path
+
+
 def aet_in_path() -> str | None:
     """The ``{aet}`` of a request under ``/aets/{aet}``, routed or not."""
     prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"

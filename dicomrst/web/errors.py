@@ -20,7 +20,7 @@ from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
 from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
-from dicomrst.web.context import aet_in_path
+from dicomrst.web.context import aet_in_path, client_path
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _not_found_message() -> str:
     aet = aet_in_path()
     if aet is not None and aet not in current_app.extensions["dicomrst.backends"]:
         return f"unknown AET {aet!r}"
-    return f"no such resource: {request.path}"
+    return f"no such resource: {client_path()}"
 
 
 def _unexpected(error: Exception) -> Response:
