@@ -4,8 +4,10 @@ Policy where the standard leaves room (each answers 400 via QueryError):
 - unknown parameter names and unknown attributes are rejected rather than ignored, so a
   typo never silently widens a search; `accept` and `charset` (PS3.18 8.3.3) are content
   negotiation parameters that the web layer handles, and are skipped here;
-- private (odd group) attributes are rejected: PS3.18 would need the Private Creator as an
-  extra match parameter, which this gateway does not support;
+- private attributes are given by tag (``00091001``; PS3.18 8.3.4.1): as return keys, or matched on
+  with the text given (their VR is unknown without a private dictionary, so they match as LO does).
+  The identifier then also carries their Private Creator element (``00090010``), which the client may
+  match on too, so that the PACS can tell whose block it is (PS3.5 7.8.1);
 - every matching attribute may be given once; UID list matching is the only multi-value.
 """
 
@@ -113,7 +115,19 @@ def _name(tag: int) -> str:
     return keyword_for_tag(tag) or f"{tag:08X}"
 
 
-def _vr(tag: int) -> str:
+def _is_private(tag: int) -> bool:
+    return bool((tag >> 16) % 2)
+
+
+def _is_private_creator(tag: int) -> bool:
+    return _is_private(tag) and 0x0010 <= tag & 0xFFFF <= 0x00FF
+
+
+def _vr(tag: int, matching: bool = False) -> str:
+    if _is_private(tag):
+        # A Private Creator is LO (PS3.5 7.8.1); a private data element's VR is the creator's secret:
+        # UN as a return key, and LO, the text it was given as, when matched on.
+        return "LO" if matching or _is_private_creator(tag) else "UN"
     # Ambiguous VRs ("US or SS") only occur for pixel-related attributes; the first reading
     # is the common one and is good enough for a universal return key.
     return dictionary_VR(tag).split(" or ")[0]
@@ -130,7 +144,10 @@ def _resolve_tag(parameter: str, attribute_id: str) -> int:
         tag = found
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2:
-        raise _bad(parameter, "private attributes are not supported")
+        # PS3.5 7.8.1: odd groups from 0009; elements 0010-00FF are creators, 1000-FFFF their data.
+        if group < 0x0009 or group == 0xFFFF or element < 0x0010 or 0x0100 <= element < 0x1000:
+            raise _bad(parameter, f"{_shown(attribute_id)} is not a queryable attribute")
+        return tag
     if group < 0x0008 or element == 0:
         raise _bad(parameter, f"{_shown(attribute_id)} is not a queryable attribute")
     try:
@@ -235,7 +252,7 @@ def _item_for(ds: Dataset, path: Path) -> Dataset:
 
 def _set_key(ds: Dataset, path: Path, value: Any) -> None:
     tag = path[-1]
-    vr = _vr(tag)
+    vr = _vr(tag, matching=value is not None)
     empty: Any = [] if vr == "SQ" else None
     # Values were validated above; wildcards would trip pydicom's own value checks.
     _item_for(ds, path)[tag] = DataElement(tag, vr, empty if value is None else value, validation_mode=config.IGNORE)
@@ -244,6 +261,19 @@ def _set_key(ds: Dataset, path: Path, value: Any) -> None:
 def _add_return_key(ds: Dataset, path: Path) -> None:
     if path[-1] not in _item_for(ds, path):
         _set_key(ds, path, None)
+
+
+def _add_private_creators(ds: Dataset) -> None:
+    """Each private data element's block needs its Private Creator beside it (PS3.5 7.8.1)."""
+    for element in list(ds):
+        tag = int(element.tag)
+        if _is_private(tag) and not _is_private_creator(tag):
+            creator = (tag & 0xFFFF0000) | ((tag & 0xFF00) >> 8)
+            if creator not in ds:
+                _set_key(ds, (creator,), None)
+        elif element.VR == "SQ":
+            for item in element.value:
+                _add_private_creators(item)
 
 
 def _paths_for(keywords: Iterable[str]) -> list[Path]:
@@ -359,7 +389,7 @@ def _collect(level: QueryLevel, params: Iterable[tuple[str, str]]) -> _Collected
                 raise _bad(key, f"{_RESERVED[path[0]]} is set by the gateway")
             if path in collected.matches:
                 raise _bad(key, "the same attribute is given more than once")
-            vr = _vr(path[-1])
+            vr = _vr(path[-1], matching=True)
             if vr == "SQ":
                 if raw:
                     raise _bad(key, "a sequence matches through its items: use Sequence.Attribute")
@@ -404,6 +434,7 @@ def parse_qido_query(
             _set_key(identifier, path, value)
         else:
             _add_return_key(identifier, path)  # universal match: keep a default's sequence item
+    _add_private_creators(identifier)
     if study_uid is not None:
         _set_key(identifier, (_STUDY_UID,), study_uid)
     if series_uid is not None:

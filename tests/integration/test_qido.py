@@ -303,3 +303,13 @@ def test_series_agree_with_orthanc_dicomweb(gateway: Gateway, orthanc: Orthanc, 
 
 def test_c_find_bookkeeping_is_not_passed_on(gateway: Gateway):
     assert all(tag("QueryRetrieveLevel") not in match for match in search(gateway, "/studies"))
+
+
+def test_private_attributes_reach_the_pacs(gateway: Gateway, known_data: KnownData):
+    """A private return key (with its creator) is a valid C-FIND for a real PACS: the search still
+    answers every study, in ascending tag order."""
+    matches = search(gateway, "/studies", {"includefield": "00091001"})
+    assert uids(matches) == known_data.study_uids
+    assert all(list(match) == sorted(match) for match in matches)
+    narrowed = search(gateway, "/studies", {"00090010": "NO SUCH CREATOR", "PatientID": "PID-1001"})
+    assert {value(match, "PatientID") for match in narrowed} <= {"PID-1001"}

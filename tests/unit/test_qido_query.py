@@ -483,7 +483,9 @@ def test_same_attribute_twice(params):
         ("Limit", "unknown attribute 'Limit'"),
         ("", "unknown attribute ''"),
         ("PatientName.", "unknown attribute ''"),
-        ("00091010", "private attributes are not supported"),
+        ("00090001", "not a queryable attribute"),
+        ("00090500", "not a queryable attribute"),
+        ("00070010", "not a queryable attribute"),
         ("00100000", "not a queryable attribute"),
         ("00020010", "not a queryable attribute"),
         ("0010001", "unknown attribute"),
@@ -649,3 +651,23 @@ def test_arbitrary_text_only_raises_query_error(scope, params):
 @given(_SCOPES, st.lists(st.tuples(_KEYS, _VALUES), max_size=6))
 def test_plausible_queries_only_raise_query_error(scope, params):
     _check_only_query_errors(scope, params)
+
+
+def test_a_private_attribute_as_return_key_brings_its_creator():
+    query = parse_qido_query(STUDY, [("includefield", "00091001")])
+    assert query.identifier[0x00091001].VR == "UN" and query.identifier[0x00091001].value in (None, b"")
+    assert query.identifier[0x00090010].VR == "LO" and query.identifier[0x00090010].value in (None, "")
+
+
+def test_matching_on_a_private_attribute_with_its_creator():
+    query = parse_qido_query(STUDY, [("00090010", "ACME 1.0"), ("00091001", "RESEARCH*")])
+    for implicit in (True, False):
+        assert encode(query.identifier, implicit, True) is not None
+    assert query.identifier[0x00090010].value == "ACME 1.0"
+    assert query.identifier[0x00091001].VR == "LO" and query.identifier[0x00091001].value == "RESEARCH*"
+
+
+def test_a_private_attribute_in_a_sequence_item_brings_its_creator_into_the_item():
+    query = parse_qido_query(SERIES, [("includefield", "RequestAttributesSequence.00431001")])
+    item = query.identifier.RequestAttributesSequence[0]
+    assert 0x00431001 in item and 0x00430010 in item
