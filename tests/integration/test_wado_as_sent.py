@@ -14,7 +14,6 @@ from pydicom.filereader import read_preamble, _read_file_meta_info
 from pydicom import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
-from pydicom.uid import AllTransferSyntaxes
 
 from tests.integration.multipart import parse_multipart
 from tests.peers import Gateway, Orthanc
@@ -40,7 +39,7 @@ def sent_by_the_pacs(orthanc: Orthanc, original: Dataset) -> bytes:
     ae = AE(ae_title="BARE")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     context = next(c for c in StoragePresentationContexts if c.abstract_syntax == original.SOPClassUID)
-    ae.add_requested_context(context.abstract_syntax, [str(uid) for uid in AllTransferSyntaxes])
+    ae.add_requested_context(context.abstract_syntax, [original.file_meta.TransferSyntaxUID])
     association = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet,
                                ext_neg=[build_role(original.SOPClassUID, scp_role=True)],
                                evt_handlers=[(evt.EVT_C_STORE, store)])
@@ -50,11 +49,11 @@ def sent_by_the_pacs(orthanc: Orthanc, original: Dataset) -> bytes:
     identifier.StudyInstanceUID = original.StudyInstanceUID
     identifier.SeriesInstanceUID = original.SeriesInstanceUID
     identifier.SOPInstanceUID = original.SOPInstanceUID
-    for _ in association.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
-        pass
+    statuses = [int(status.Status) for status, _ in association.send_c_get(
+        identifier, StudyRootQueryRetrieveInformationModelGet) if status]
     association.release()
-    [data_set] = received
-    return data_set
+    assert len(received) == 1, f"C-GET statuses {statuses}"
+    return received[0]
 
 
 def test_the_data_set_is_what_the_pacs_sent_byte_for_byte(gateway: Gateway, orthanc: Orthanc):
