@@ -90,7 +90,8 @@ class Orthanc:
         if self.process is not None:
             _stop(self.process)
 
-    def start(self, modalities: Mapping[str, tuple[str, int]]) -> None:
+    def start(self, modalities: Mapping[str, tuple[str, int]], dicomweb_servers: Mapping[str, str] = {}) -> None:
+        """``dicomweb_servers`` makes this Orthanc a DICOMweb client of those roots (name -> URL)."""
         if not Path(ORTHANC_BINARY).exists():
             raise PeerMissing("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
         if not Path(ORTHANC_DICOMWEB_PLUGIN).exists():
@@ -119,7 +120,8 @@ class Orthanc:
             "StorageCompression": False,
             "DicomModalities": {name: [name, host, port] for name, (host, port) in modalities.items()},
             "Plugins": [ORTHANC_DICOMWEB_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full", "SeriesMetadata": "Full",
+                         "Servers": {name: [url] for name, url in dicomweb_servers.items()}},
             "HttpTimeout": 60,
             "DicomScuTimeout": 30,
         }
@@ -132,9 +134,10 @@ class Orthanc:
         wait_until(lambda: requests.get(f"{self.url}/system", timeout=1).ok, 30, "Orthanc", self.process)
 
 
-def start_orthanc(directory: Path, modalities: Mapping[str, tuple[str, int]] = {}, aet: str = "ORTHANC") -> Orthanc:
+def start_orthanc(directory: Path, modalities: Mapping[str, tuple[str, int]] = {}, aet: str = "ORTHANC",
+                  dicomweb_servers: Mapping[str, str] = {}) -> Orthanc:
     orthanc = Orthanc(aet=aet, dicom_port=free_port(), http_port=free_port(), directory=directory)
-    orthanc.start(modalities)
+    orthanc.start(modalities, dicomweb_servers)
     return orthanc
 
 
