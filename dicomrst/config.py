@@ -428,7 +428,7 @@ def _http(section: _Section) -> HttpConfig:
 def _receiver(section: _Section) -> ReceiverConfig:
     defaults = ReceiverConfig()
     receiver = ReceiverConfig(
-        aet=section.require("aet", _aet),
+        aet=section.get("aet", _aet, defaults.aet),  # DICOM-RST's default, as the README says
         interface=section.get("interface", _string, defaults.interface),
         port=section.get("port", _port, defaults.port),
         uncompressed=section.get("uncompressed", _boolean, defaults.uncompressed),
