@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 
 CRLF = b"\r\n"
 MAX_HEADER_BYTES = 16 * 1024
+# RFC 2046 says at most 70 characters, but clients send longer ones (Orthanc's DICOMweb client: 73); any
+# length a client may send is read, up to a bound against abuse.
+MAX_BOUNDARY_LENGTH = 1024
 DEFAULT_CHUNK = 1 << 20
 
 
@@ -57,10 +60,14 @@ class MultipartReader:
     part skipped with ``drain``) before the next part is asked for."""
 
     def __init__(self, read: Callable[[int], bytes], boundary: str, chunk_size: int = DEFAULT_CHUNK) -> None:
-        if not boundary or len(boundary) > 70:
-            raise MultipartError("the multipart boundary must be 1 to 70 characters")
+        if not boundary or len(boundary) > MAX_BOUNDARY_LENGTH:
+            raise MultipartError(f"the multipart boundary must be 1 to {MAX_BOUNDARY_LENGTH} characters")
+        try:
+            encoded = boundary.encode("latin-1")
+        except UnicodeEncodeError:
+            raise MultipartError("the multipart boundary is not Latin-1 text") from None
         self.buffer = _Buffer(read, chunk_size)
-        self.delimiter = b"--" + boundary.encode("latin-1")
+        self.delimiter = b"--" + encoded
         # Within a body, a delimiter is always preceded by CRLF (RFC 2046 5.1.1).
         self.inner_delimiter = CRLF + self.delimiter
 

@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
-from werkzeug.http import parse_options_header
 
 from dicomrst.backends.base import StoreSession
 from dicomrst.dicomweb.dicom_json import dataset_to_json
-from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response
-from dicomrst.dicomweb.multipart_reader import MultipartError
+from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response, parse_content_type
+from dicomrst.dicomweb.multipart_reader import MAX_BOUNDARY_LENGTH, MultipartError
 from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, SpooledPart, StoreReport, spool_parts
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.xml import dataset_to_xml
@@ -41,18 +40,29 @@ def store_study_instances(aet: str, study_uid: str) -> Response:
 
 
 def _boundary() -> str:
-    """The boundary of a multipart/related body of application/dicom parts; 415 or 400 otherwise."""
-    media_type, options = parse_options_header(request.headers.get("Content-Type", ""))
-    if media_type != "multipart/related":
-        raise UnsupportedMediaType(
-            f"STOW-RS takes multipart/related; type=\"{_DICOM}\", not {media_type or 'a body without Content-Type'}"
-        )
-    part_type = options.get("type", _DICOM).lower()
+    """The boundary of a multipart/related body of application/dicom parts; 415 or 400 otherwise.
+
+    Parsed liberally (media.parse_content_type): `type=application/dicom` unquoted is the same as quoted,
+    parameter names in any case, white space around `;`, `=` and inside the quotes.
+    """
+    header = request.headers.get("Content-Type", "")
+    content_type = parse_content_type(header)
+    if content_type is None or content_type.essence != "multipart/related":
+        if content_type is not None:
+            given = content_type.essence
+        else:
+            given = "a malformed Content-Type" if header.strip() else "a body without Content-Type"
+        raise UnsupportedMediaType(f"STOW-RS takes multipart/related; type=\"{_DICOM}\", not {given}")
+    part_type = content_type.params.get("type", _DICOM).strip().lower()
     if part_type != _DICOM:
-        raise UnsupportedMediaType(f"only {_DICOM} parts are accepted, not {part_type}")
-    boundary = options.get("boundary")
+        shown = part_type if len(part_type) <= 64 else part_type[:61] + "..."
+        raise UnsupportedMediaType(f"only {_DICOM} parts are accepted, not {shown}")
+    boundary = content_type.params.get("boundary")
     if not boundary:
         raise BadRequest("the multipart/related Content-Type has no boundary")
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise BadRequest(f"the multipart boundary is {len(boundary)} characters long; at most "
+                         f"{MAX_BOUNDARY_LENGTH} are accepted")
     return boundary
 
 
