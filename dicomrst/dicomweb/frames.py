@@ -3,6 +3,7 @@ of stored frames, and the frames themselves, as stored or decoded."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -11,7 +12,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.encaps import generate_frames
-from pydicom.pixels import pixel_array
+from pydicom.pixels import as_pixel_options, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 from .transcode import TranscodeError, can_produce, little_endian_pixels, read_instance
@@ -20,10 +21,14 @@ __all__ = [
     "FRAME_MEDIA_TYPES",
     "MAX_FRAMES_PER_REQUEST",
     "FrameError",
+    "decoded_colour_attributes",
+    "decodes_frames",
     "extract_frames",
     "frame_media_type",
     "parse_frame_list",
 ]
+
+log = logging.getLogger(__name__)
 
 _OCTET_STREAM = "application/octet-stream"
 _ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"  # not named in pydicom 3.0
@@ -116,9 +121,14 @@ def _check_numbers(numbers: Sequence[int], count: int) -> None:
 
 def _frame_bits(ds: Dataset, bits_allocated: int) -> int:
     try:
-        return int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * bits_allocated
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * bits_allocated
     except (AttributeError, TypeError, ValueError):
         raise TranscodeError("the stored instance lacks a valid Rows or Columns") from None
+    if ds.get("PhotometricInterpretation") == "YBR_FULL_422":
+        # Native YBR_FULL_422 holds one Cb and one Cr for every two Y (PS3.3 C.7.6.3.1.2): two
+        # thirds of the samples, as pydicom's get_expected_length counts them. Sent as stored.
+        bits = bits // 3 * 2
+    return bits
 
 
 def _bit_slice(value: bytes, start: int, length: int) -> bytes:
@@ -177,6 +187,17 @@ def _little_endian_bytes(arr: np.ndarray, bits_allocated: int) -> bytes:
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
+def _decode(ds: Dataset, index: int) -> tuple[np.ndarray, dict[str, str | int]]:
+    """Frame `index` (0-based) decoded as pydicom's pixel_array(ds, index=index) decodes it, with
+    pydicom's description of the decoded pixels (its Image Pixel properties after decoding).
+
+    As Dataset.decompress, YCbCr comes out as RGB (as_rgb: YBR_FULL and YBR_FULL_422 converted by
+    pydicom, YBR_ICT and YBR_RCT by the JPEG 2000 decoders) and colour as interleaved samples.
+    """
+    decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+    return decoder.as_array(ds, index=index, validate=True, **as_pixel_options(ds, as_rgb=True))
+
+
 def _decoded_frames(ds: Dataset, bits_allocated: int, numbers: Sequence[int]) -> list[bytes]:
     ts = ds.file_meta.TransferSyntaxUID
     if not can_produce(ts, ExplicitVRLittleEndian):
@@ -184,12 +205,52 @@ def _decoded_frames(ds: Dataset, bits_allocated: int, numbers: Sequence[int]) ->
     frames = []
     for number in numbers:
         try:
-            # Colour comes out as interleaved RGB where the codec stored YCbCr, as Dataset.decompress does.
-            arr = pixel_array(ds, index=number - 1)
+            arr, _ = _decode(ds, number - 1)
         except Exception as exc:  # noqa: BLE001 - each plugin has its own error types
             raise TranscodeError(f"cannot decode frame {number}") from exc
         frames.append(_little_endian_bytes(arr, bits_allocated))
     return frames
+
+
+def decodes_frames(ts: str) -> bool:
+    """Whether frames stored in transfer syntax `ts` are decoded when asked for as
+    application/octet-stream: they are not raw as stored (media.negotiate_frames then asks
+    extract_frames to decompress) and a decoder for `ts` is installed (without one, there are no
+    decoded frames to describe)."""
+    return FRAME_MEDIA_TYPES.get(ts, _OCTET_STREAM) != _OCTET_STREAM and can_produce(ts, ExplicitVRLittleEndian)
+
+
+def decoded_colour_attributes(ds: Dataset) -> dict[str, str | int]:
+    """Photometric Interpretation and Planar Configuration, by keyword, of the frames extract_frames
+    decodes from `ds`; empty where they are those stored.
+
+    They are pydicom's own description of frame 1 once decoded, the values Dataset.decompress (so
+    transcode) writes: a YCbCr image stored in JPEG, JPEG-LS, JPEG 2000 or RLE is sent as RGB, colour
+    by pixel (Planar Configuration 0). Nothing is decoded, and nothing changes, for monochrome or
+    palette images, for RGB already colour by pixel (pydicom's decoders send it as is), for native
+    pixel data (sent as stored), or where no decoder is installed. A frame 1 that cannot be decoded
+    leaves the stored values: decoded frames of it cannot be sent either.
+    """
+    try:
+        if int(ds.get("SamplesPerPixel") or 1) < 2:
+            return {}
+        if ds.get("PhotometricInterpretation") == "RGB" and ds.get("PlanarConfiguration") == 0:
+            return {}
+        ts = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+        if _PIXEL_DATA not in ds or ds[_PIXEL_DATA].is_empty or ts is None or not decodes_frames(ts):
+            return {}
+    except Exception:  # noqa: BLE001 - an unreadable value here is reported by whoever reads it
+        return {}
+    try:
+        _, properties = _decode(ds, 0)
+    except Exception as exc:  # noqa: BLE001 - each plugin has its own error types
+        log.warning("frame 1 cannot be decoded to describe its colour; described as stored: %s", exc)
+        return {}
+    described = {
+        "PhotometricInterpretation": str(properties["photometric_interpretation"]),
+        "PlanarConfiguration": int(properties["planar_configuration"]),
+    }
+    return {keyword: value for keyword, value in described.items() if ds.get(keyword) != value}
 
 
 def _is_encapsulated(ds: Dataset) -> bool:

@@ -3,6 +3,11 @@ those URIs name.
 
 A bulk data URI is `{instance_url}/bulkdata/{path}`, the path naming the element: `7FE00010` at the
 top level, `{sequence tag}/{0-based item index}/.../{tag}` inside sequence items, at any depth.
+
+The metadata describes the pixels as the gateway sends them decoded (frames as
+application/octet-stream, instances transcoded to a native syntax): a YCbCr colour image stored
+compressed is described as the RGB, colour-by-pixel image it decodes to (see
+frames.decoded_colour_attributes). Pixel data sent as stored is described as stored.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 
 from .dicom_json import UTF8_CHARSET
+from .frames import decoded_colour_attributes
 from .transcode import PIXEL_DATA_TAGS, read_instance
 from .xml import BulkDataUri, ElementPath, dataset_to_xml
 
@@ -135,13 +141,23 @@ def _json_dataset(ds: Dataset, prefix: ElementPath, bulk_data_uri: BulkDataUri) 
     return json_dataset
 
 
+def _as_served(part10: bytes) -> Dataset:
+    """The instance's dataset, its Image Pixel attributes describing the pixels as the gateway
+    decodes them: pydicom converts YCbCr to RGB, so a viewer told YBR_FULL_422 would convert twice."""
+    ds = read_instance(part10)
+    for keyword, value in decoded_colour_attributes(ds).items():
+        setattr(ds, keyword, value)
+    return ds
+
+
 def instance_metadata(part10: bytes, instance_url: str, bulk_data_threshold: int = 1024) -> dict[str, Any]:
     """The DICOM JSON metadata of one instance (PS3.18 F.2), bulk data by reference.
 
     Pixel data of any kind, and every other binary value longer than `bulk_data_threshold` bytes,
-    becomes a BulkDataURI under `instance_url`; nothing is decoded.
+    becomes a BulkDataURI under `instance_url`. Only a compressed colour image that is not RGB
+    already has its first frame decoded, to describe its colour as decoded frames carry it.
     """
-    ds = read_instance(part10)
+    ds = _as_served(part10)
     # Strict reading makes pydicom raise on an invalid value, which drops that element only.
     with config.strict_reading():
         return _json_dataset(ds, (), _bulk_data_uri(instance_url, bulk_data_threshold))
@@ -149,7 +165,7 @@ def instance_metadata(part10: bytes, instance_url: str, bulk_data_threshold: int
 
 def instance_metadata_xml(part10: bytes, instance_url: str, bulk_data_threshold: int = 1024) -> bytes:
     """`instance_metadata` as a Native DICOM Model document (PS3.19 A.1), `<BulkData uri=.../>`."""
-    ds = read_instance(part10)
+    ds = _as_served(part10)
     return dataset_to_xml(ds, _bulk_data_uri(instance_url, bulk_data_threshold))
 
 

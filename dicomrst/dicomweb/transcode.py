@@ -248,7 +248,10 @@ def _decompress(ds: Dataset, stored_ts: str) -> None:
         raise TranscodeError(f"no decoder for {_name(stored_ts)} is installed")
     try:
         # The instance keeps its identity: the client asked for this SOP instance in another encoding.
-        ds.decompress(generate_instance_uid=False)
+        # YCbCr comes out as RGB, colour by pixel, and decompress says so in Photometric
+        # Interpretation and Planar Configuration: the same pixels, described the same way, as
+        # decoded frames and the metadata (frames.decoded_colour_attributes).
+        ds.decompress(as_rgb=True, generate_instance_uid=False)
     except Exception as exc:  # noqa: BLE001
         raise TranscodeError(f"cannot decode the {_name(stored_ts)} pixel data") from exc
 
