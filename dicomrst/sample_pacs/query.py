@@ -19,7 +19,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from dicomrst.sample_pacs.matching import is_universal, key_values, match_values
+from dicomrst.matching import is_universal, key_values, match_values
 from dicomrst.sample_pacs.store import StoredInstance
 
 __all__ = [

@@ -1,9 +1,13 @@
-"""C-FIND attribute matching (PS3.4 C.2.2.2) of one query key against one stored value.
+"""C-FIND attribute matching (PS3.4 C.2.2.2): the one meaning of a QIDO-RS or C-FIND key, whatever
+answers it (the sample PACS, the gateway checking what a PACS returned, an index).
 
-Covered: universal, single value, list of UID, wild card and range matching.
-Sequence matching is not: a sequence key matches anything and is only returned.
-Matching is case-sensitive except for PN, which PS3.4 C.2.2.2.1 lets an SCP match
-case-insensitively, as users expect when typing names.
+Covered: universal, single value, list of UID, wild card and range matching, and sequence matching
+(an item of the attribute's sequence matches every key of the key's item). Matching is case-sensitive
+except for PN, which PS3.4 C.2.2.2.1 lets an SCP match case-insensitively, as users expect when typing
+names; a PN key without '=' is compared with every component group (alphabetic, ideographic,
+phonetic). Values are compared as pydicom decoded them, so the character set is already applied.
+
+Depends on pydicom only.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from functools import lru_cache
 from typing import Any
 
 from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
-__all__ = ["is_universal", "key_values", "match_values"]
+__all__ = ["dataset_matches", "is_universal", "key_values", "match_values", "unmatched_keys"]
 
 # VRs for which '*' and '?' are wild cards (PS3.4 C.2.2.2.4).
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
@@ -132,3 +137,50 @@ def match_values(key: DataElement, values: list[str]) -> bool:
     attribute matches when any of its values does.
     """
     return any(_match_one(k, v, key.VR) for k in key_values(key) for v in values)
+
+
+def unmatched_keys(identifier: Dataset, candidate: Dataset) -> tuple[list[int], list[int]]:
+    """The matching keys of ``identifier`` that ``candidate`` fails, and those it cannot be checked on
+    because it lacks the attribute (a PACS may leave out what it does not keep).
+
+    Return keys (zero length) and the bookkeeping elements (QueryRetrieveLevel, SpecificCharacterSet)
+    are not matching keys.
+    """
+    failed: list[int] = []
+    unknown: list[int] = []
+    for key in identifier:
+        tag = int(key.tag)
+        if tag in _NOT_KEYS or is_universal(key) and key.VR != "SQ":
+            continue
+        if key.VR == "SQ":
+            items = [item for item in (key.value or []) if any(not is_universal(e) for e in item)]
+            if not items:
+                continue
+            if tag not in candidate or candidate[tag].VR != "SQ":
+                unknown.append(tag)
+            elif not _sequence_matches(items[0], candidate[tag].value):
+                failed.append(tag)
+            continue
+        if tag not in candidate:
+            unknown.append(tag)
+        elif not match_values(key, key_values(candidate[tag])):
+            failed.append(tag)
+    return failed, unknown
+
+
+def dataset_matches(identifier: Dataset, candidate: Dataset) -> bool:
+    """Whether ``candidate`` matches every matching key of ``identifier`` it holds."""
+    failed, _ = unmatched_keys(identifier, candidate)
+    return not failed
+
+
+def _sequence_matches(key_item: Dataset, items: Iterable[Dataset]) -> bool:
+    # PS3.4 C.2.2.2.6: one item of the attribute matches all the keys of the key's item.
+    for item in items:
+        failed, unknown = unmatched_keys(key_item, item)
+        if not failed and not unknown:
+            return True
+    return False
+
+
+_NOT_KEYS = frozenset({0x00080005, 0x00080052})  # SpecificCharacterSet, QueryRetrieveLevel
