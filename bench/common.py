@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.peers import Gateway, Orthanc, free_port, gateway_config, start_orthanc  # noqa: E402
+from tests.peers import Gateway, Orthanc, free_port, gateway_config, start_orthanc
 
 __all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "start_orthanc", "timed", "report"]
 

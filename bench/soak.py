@@ -296,7 +296,7 @@ class Load:
                 error = None
                 try:
                     work[kind](session, rng)
-                except Exception as failure:  # noqa: BLE001 - every failure is counted, none stops the soak
+                except Exception as failure:
                     error = f"{type(failure).__name__}: {failure}"[:240]
                 self._record(kind, time.perf_counter() - started, error)
 

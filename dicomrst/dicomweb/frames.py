@@ -174,7 +174,7 @@ def _encapsulated_frames(ds: Dataset, elem: DataElement, numbers: Sequence[int],
                 found[index] = frame
             if index >= last:
                 break
-    except Exception as exc:  # noqa: BLE001 - damaged items surface as several error types
+    except Exception as exc:
         raise TranscodeError("the stored encapsulated pixel data is malformed") from exc
     if len(found) < len(wanted):
         raise TranscodeError("the stored encapsulated pixel data holds fewer frames than NumberOfFrames")
@@ -206,7 +206,7 @@ def _decoded_frames(ds: Dataset, bits_allocated: int, numbers: Sequence[int]) ->
     for number in numbers:
         try:
             arr, _ = _decode(ds, number - 1)
-        except Exception as exc:  # noqa: BLE001 - each plugin has its own error types
+        except Exception as exc:
             raise TranscodeError(f"cannot decode frame {number}") from exc
         frames.append(_little_endian_bytes(arr, bits_allocated))
     return frames
@@ -239,14 +239,14 @@ def decoded_colour_attributes(ds: Dataset) -> dict[str, str | int]:
         ts = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
         if _PIXEL_DATA not in ds or ds[_PIXEL_DATA].is_empty or ts is None or not decodes_frames(ts):
             return {}
-    except Exception:  # noqa: BLE001 - an unreadable value here is reported by whoever reads it
+    except Exception:
         return {}
     try:
         _, properties = _decode(ds, 0)
-    except Exception as exc:  # noqa: BLE001 - each plugin has its own error types
+    except Exception as exc:
         log.warning("frame 1 cannot be decoded to describe its colour; described as stored: %s", exc)
         return {}
-    described = {
+    described: dict[str, str | int] = {
         "PhotometricInterpretation": str(properties["photometric_interpretation"]),
         "PlanarConfiguration": int(properties["planar_configuration"]),
     }

@@ -136,7 +136,7 @@ def _json_dataset(ds: Dataset, prefix: ElementPath, bulk_data_uri: BulkDataUri) 
     for tag in ds.keys():
         try:
             json_dataset[f"{int(tag):08X}"] = _json_element(ds[tag], (*prefix, int(tag)), bulk_data_uri)
-        except Exception as exc:  # noqa: BLE001 - as dataset_to_json: one bad value must not fail the response
+        except Exception as exc:
             log.warning("dropping element %08X from JSON metadata: %s", int(tag), exc)
     return json_dataset
 

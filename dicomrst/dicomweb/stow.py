@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
@@ -54,7 +54,7 @@ class UnusablePart(ValueError):
 _PREAMBLE = b"\0" * 128 + b"DICM"
 
 
-def write_part(chunks: Iterable[bytes], target: BinaryIO) -> None:
+def write_part(chunks: Iterable[bytes], target: BinaryIO | IO[bytes]) -> None:
     """Write a part's bytes, restoring the 128-byte preamble and DICM prefix that some clients (such
     as dicomweb-client) leave out of a Part-10 instance that starts with its file meta group."""
     head = b""
@@ -76,7 +76,7 @@ def inspect_part(path: Path) -> UploadedInstance:
         dataset = dcmread(path, defer_size=_DEFER_BYTES)
     except (InvalidDicomError, EOFError) as error:
         raise UnusablePart(f"not a DICOM Part-10 instance: {error}") from None
-    except Exception as error:  # noqa: BLE001 - pydicom raises many kinds on damaged input
+    except Exception as error:
         raise UnusablePart(f"unreadable DICOM: {error}") from None
     sop_class_uid = _uid(dataset, "SOPClassUID") or _uid(dataset.file_meta, "MediaStorageSOPClassUID")
     sop_instance_uid = _uid(dataset, "SOPInstanceUID")
@@ -102,7 +102,7 @@ def inspect_part(path: Path) -> UploadedInstance:
 def _uid(dataset: Dataset, keyword: str) -> str:
     try:
         value = str(dataset.get(keyword, "") or "").strip("\0 ")
-    except Exception:  # noqa: BLE001 - a damaged value reads as absent
+    except Exception:
         return ""
     return value if is_valid_uid(value) else ""
 

@@ -213,7 +213,7 @@ def read_instance(part10: bytes, **dcmread_options: Any) -> Dataset:
     """The dataset of a stored Part-10 object (`dcmread_options` as for pydicom's dcmread)."""
     try:
         return dcmread(io.BytesIO(part10), **dcmread_options)
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged file
+    except Exception as exc:
         raise TranscodeError("the stored instance cannot be read") from exc
 
 
@@ -223,7 +223,7 @@ def _write(ds: Dataset) -> bytes:
         # dcmwrite, unlike save_as, lets the byte order differ from the one the file was read in;
         # _swap_byte_order has already converted what pydicom does not.
         dcmwrite(buffer, ds, enforce_file_format=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TranscodeError("the converted instance cannot be written") from exc
     return buffer.getvalue()
 
@@ -252,7 +252,7 @@ def _decompress(ds: Dataset, stored_ts: str) -> None:
         # Interpretation and Planar Configuration: the same pixels, described the same way, as
         # decoded frames and the metadata (frames.decoded_colour_attributes).
         ds.decompress(as_rgb=True, generate_instance_uid=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TranscodeError(f"cannot decode the {_name(stored_ts)} pixel data") from exc
 
 
@@ -265,7 +265,7 @@ def _compress(ds: Dataset, target_ts: str) -> None:
         # wrong); from the decoded array it is right.
         arr = pixel_array(ds, raw=True) if ds.get("PlanarConfiguration") == 1 else None
         ds.compress(target_ts, arr, generate_instance_uid=False, **_LOSSLESS_ENCODING_OPTIONS[target_ts])
-    except Exception as exc:  # noqa: BLE001 - each plugin has its own limits and error types
+    except Exception as exc:
         raise TranscodeError(f"cannot encode this image as {_name(target_ts)}") from exc
 
 

@@ -134,7 +134,7 @@ def _add_dataset(parent: ET.Element, ds: Dataset, prefix: ElementPath, bulk_data
             continue
         try:
             attribute = _attribute(ds, ds[tag], prefix, bulk_data_uri)
-        except Exception as exc:  # noqa: BLE001 - one bad value must not fail the whole response
+        except Exception as exc:
             log.warning("dropping element %08X from XML: %s", int(tag), exc)
             continue
         parent.append(attribute)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.events import EventHandlerType
 from pynetdicom import build_context, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
@@ -97,7 +98,7 @@ class SamplePacsHandlers:
         self.store = store
         self.destinations = dict(destinations)
 
-    def bindings(self) -> list[tuple[Any, Any]]:
+    def bindings(self) -> list[EventHandlerType]:
         return [
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_FIND, self.handle_find),

@@ -66,6 +66,7 @@ def _build_ae(aet: str) -> AE:
         ae.add_supported_context(model)
     for context in AllStoragePresentationContexts:
         # Both roles: a peer storing to us is SCU; a peer doing C-GET takes the SCP role.
+        assert context.abstract_syntax is not None
         ae.add_supported_context(
             context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
         )

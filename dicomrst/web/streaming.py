@@ -64,7 +64,7 @@ def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None]) -> 
                 if not offer(item):
                     discard(item)
                     return
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as error:
             offer(_End(error))
             return
         offer(_End(None))

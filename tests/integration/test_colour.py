@@ -18,7 +18,7 @@ from pydicom.uid import generate_uid
 from dicomrst.dicomweb.frames import frame_media_type
 from dicomrst.dicomweb.xml import NATIVE_DICOM_NS
 from tests.integration.conftest import part10
-from tests.integration.dicom_json import tag, value
+from tests.integration.dicom_json import value
 from tests.integration.multipart import parse_multipart
 from tests.peers import Gateway, Orthanc
 

@@ -71,7 +71,7 @@ def run_all(work: Callable[[T], R], items: Sequence[T], clients: int) -> list[tu
     def attempt(item: T) -> R | BaseException:
         try:
             return work(item)
-        except Exception as error:  # noqa: BLE001 - reported below, with the request it belongs to
+        except Exception as error:
             return error
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:

@@ -4,7 +4,6 @@ writes it from what the C-STORE said: SOP class and instance, transfer syntax, i
 from __future__ import annotations
 
 from io import BytesIO
-from pathlib import Path
 
 import requests
 from pydicom import dcmread

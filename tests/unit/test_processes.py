@@ -1,7 +1,6 @@
 """Children that die with their parent, and ports checked before anything starts."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
