@@ -1,7 +1,8 @@
 """The move receiver: the Storage SCPs of ``server.dimse`` that C-MOVE sends instances to.
 
 It runs as one process beside the gunicorn workers (started and stopped by gunicorn's server hooks)
-and hands each instance to the pending move it belongs to through the spool. It refuses
+and hands each instance to the pending move it belongs to through the spool. It accepts every
+storage SOP class a PACS proposes (retired and private ones too) and no other service. It refuses
 associations from AETs that are not configured, and C-STOREs nobody is waiting for; it keeps
 nothing of what it refuses.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -17,15 +19,16 @@ from typing import Any
 
 from pydicom import Dataset
 from pydicom.uid import (
+    UID,
     AllTransferSyntaxes,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.presentation import StoragePresentationContexts
-from pynetdicom.sop_class import Verification
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_context, evt, register_uid
+from pynetdicom.service_class import ServiceClass, StorageServiceClass
+from pynetdicom.sop_class import Verification, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomrst.backends.dimse.sockets import disable_nagle
@@ -126,9 +129,7 @@ class StoreRouter:
 
 def _receiver_ae(receiver: ReceiverConfig, pacs_aets: list[str]) -> AE:
     ae = AE(ae_title=receiver.aet)
-    transfer_syntaxes = UNCOMPRESSED_TRANSFER_SYNTAXES if receiver.uncompressed else _all_transfer_syntaxes()
-    for context in StoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, transfer_syntaxes)
+    # Storage contexts are added per association, for the classes the PACS proposes (StorageClasses).
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     # Refuse whole associations from AETs that are not configured: nothing of theirs is kept.
     ae.require_calling_aet = pacs_aets
@@ -138,6 +139,93 @@ def _receiver_ae(receiver: ReceiverConfig, pacs_aets: list[str]) -> AE:
     ae.dimse_timeout = 60
     ae.maximum_associations = 64
     return ae
+
+
+class StorageClasses:
+    """Accepts every storage SOP class a PACS proposes, retired and private ones included, in the
+    receiver's transfer syntaxes, and keeps refusing every other service.
+
+    pynetdicom's acceptor supports the abstract syntaxes it was given beforehand, and serves a C-STORE
+    only for a SOP class it has registered with its Storage service (``uid_to_service_class``); retired
+    classes such as Ultrasound Image Storage (Retired) are in its usual list of contexts but not
+    registered, so their C-STOREs aborted the association; private ones were refused outright. So, on
+    each association request (``evt.EVT_REQUESTED``, before negotiation), this adds a supported context
+    for each proposed storage class to that association alone, and registers a class pynetdicom does
+    not know with its Storage service (``pynetdicom.sop_class.register_uid``, which pynetdicom's own
+    error message points to for private and retired classes). pynetdicom's documented
+    ``_config.UNRESTRICTED_STORAGE_SERVICE`` would accept any class too, but in the requestor's first
+    transfer syntax, which breaks ``uncompressed: true``.
+    """
+
+    # Registrations are for the whole process (pynetdicom keeps them in module tables) and stay, so
+    # their number is bounded, whatever the configured PACS propose.
+    MAX_REGISTERED = 1000
+    _registered: set[str] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, transfer_syntaxes: list[str], pacs_aets: list[str]) -> None:
+        self.transfer_syntaxes = transfer_syntaxes
+        self.pacs_aets = {aet.strip() for aet in pacs_aets}
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [(evt.EVT_REQUESTED, self.on_requested)]
+
+    def on_requested(self, event: Any) -> None:
+        association = event.assoc
+        if str(association.requestor.primitive.calling_ae_title).strip() not in self.pacs_aets:
+            return  # rejected during negotiation (require_calling_aet); nothing of theirs is registered
+        supported = list(association.acceptor.supported_contexts)
+        offered = {str(context.abstract_syntax) for context in supported}
+        for context in association.requestor.requested_contexts:
+            uid = str(context.abstract_syntax)
+            if uid in offered or not is_storage_class(uid) or not self._served(uid):
+                continue
+            supported.append(build_context(uid, self.transfer_syntaxes))
+            offered.add(uid)
+        association.acceptor.supported_contexts = supported
+
+    def _served(self, uid: str) -> bool:
+        """Whether pynetdicom routes C-STOREs of ``uid`` to its Storage service, registering it if need be."""
+        if uid_to_service_class(uid) is not ServiceClass:
+            return True
+        with self._lock:
+            if uid in self._registered:
+                return True
+            if len(self._registered) >= self.MAX_REGISTERED:
+                log.warning("refused storage SOP class %s: %d unknown classes registered already", uid,
+                            len(self._registered))
+                return False
+            register_uid(uid, "DicomrstStorage_" + uid.replace(".", "_"), StorageServiceClass)
+            self._registered.add(uid)
+        log.info("accepting storage SOP class %s, unknown to pynetdicom", uid)
+        return True
+
+
+# Storage classes unknown to pynetdicom (retired, private, newer) that pydicom may still name.
+_STORAGE_NAME = re.compile(r"\bStorage\b")
+_STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."  # PS3.6 Annex A: where the composite storage classes live
+
+
+def is_storage_class(uid: str) -> bool:
+    """A storage SOP class (the Storage service, or non-patient object storage), retired, private or
+    newer than pynetdicom included; not a class of any other service (Query/Retrieve, worklist, print,
+    storage commitment, ...)."""
+    service = uid_to_service_class(uid)
+    if issubclass(service, StorageServiceClass):  # non-patient object storage too
+        return True
+    if service is not ServiceClass:
+        return False  # another service pynetdicom implements
+    name = UID(uid)
+    if not name.is_valid or name.is_transfer_syntax:
+        return False
+    if name.is_private or uid.startswith(_STORAGE_ROOT):
+        return True
+    # A public UID outside the storage root: storage only if pydicom names it so.
+    return name.type == "SOP Class" and bool(_STORAGE_NAME.search(name.name)) and "Commitment" not in name.name
+
+
+def _transfer_syntaxes(receiver: ReceiverConfig) -> list[str]:
+    return UNCOMPRESSED_TRANSFER_SYNTAXES if receiver.uncompressed else _all_transfer_syntaxes()
 
 
 def _all_transfer_syntaxes() -> list[str]:
@@ -154,9 +242,12 @@ def start_receivers(config: Config) -> list[ThreadedAssociationServer]:
         root = spool_root(receiver)
         root.mkdir(parents=True, exist_ok=True)
         ae = _receiver_ae(receiver, pacs_aets)
+        storage_classes = StorageClasses(_transfer_syntaxes(receiver), pacs_aets)
         server = ae.start_server(
-            (receiver.interface, receiver.port), block=False, evt_handlers=StoreRouter(root).handlers()
+            (receiver.interface, receiver.port), block=False,
+            evt_handlers=[*storage_classes.handlers(), *StoreRouter(root).handlers()],
         )
+        assert server is not None  # block=False returns the server
         log.info("move receiver %s listening on %s:%d, spool %s", receiver.aet, receiver.interface, receiver.port, root)
         servers.append(server)
     return servers
