@@ -1,21 +1,48 @@
-"""C-GET: the instances come back as C-STOREs on the same association, so no receiver is involved."""
+"""C-GET: the instances come back as C-STOREs on the same association, so no receiver is involved.
+
+The PACS can send an instance only in a storage SOP class the gateway proposed with the SCP role, and an
+association has at most 128 presentation contexts. The association proposes Study Root C-GET and C-FIND
+and pynetdicom's 120 usual storage classes (the commonest retired ones among them). Before the C-GET, a
+C-FIND asks which classes the selection has: SOP Classes in Study at STUDY level where the PACS answers
+it (one response), else SOP Class UID at IMAGE level. When some were not proposed (private classes,
+rarer retired ones), that association is released and a second one proposes them first, then the usual
+ones as far as they fit. The C-FIND's count also tells "nothing matches" from "could not send" when the
+C-GET fails without a word (retrieve_status).
+"""
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from pydicom import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import Association, build_role, evt
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
-from dicomrst.backends.dimse.association import Peer, RequestedContext, open_association
+from dicomrst.backends.dimse.association import ExtendedNegotiation, Peer, RequestedContext, open_association
+from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
 from dicomrst.backends.dimse.move import retrieve_identifier
-from dicomrst.backends.dimse.retrieve_status import PENDING, final_status_error
+from dicomrst.backends.dimse.retrieve_status import (
+    PENDING,
+    Holdings,
+    final_status_error,
+    holdings_anew,
+    holdings_on,
+    instance_count,
+    needs_c_find,
+)
 from dicomrst.backends.dimse.slots import AssociationSlots
+
+log = logging.getLogger(__name__)
 
 STUDY_ROOT_GET = str(StudyRootQueryRetrieveInformationModelGet)
 # Instances the PACS may send ahead of a slow client; beyond that the C-STORE-RSP waits, which
@@ -23,16 +50,101 @@ STUDY_ROOT_GET = str(StudyRootQueryRetrieveInformationModelGet)
 _QUEUE_DEPTH = 4
 _UNCOMPRESSED = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
 _TRANSFER_SYNTAXES = _UNCOMPRESSED + [str(uid) for uid in AllTransferSyntaxes if str(uid) not in _UNCOMPRESSED]
+# PS3.8 9.3.2.2: at most 128 presentation contexts; two go to C-GET and C-FIND.
+_STORAGE_CONTEXTS = 128 - 2
+_USUAL_CLASSES = [str(c.abstract_syntax) for c in StoragePresentationContexts]
+
+Handler = tuple[Any, Callable[..., Any]]
 
 
 class _Finished:
     """Put on the queue after the last C-GET response."""
 
 
-def _contexts() -> list[RequestedContext]:
-    # 128 presentation contexts at most: the C-GET one and 120 storage classes, each offering every
-    # transfer syntax so the PACS sends instances as it holds them.
-    return [STUDY_ROOT_GET] + [(c.abstract_syntax, _TRANSFER_SYNTAXES) for c in StoragePresentationContexts]
+@dataclass(frozen=True)
+class _Survey:
+    """What a C-FIND said of the selection: its instances' SOP classes and their number."""
+
+    classes: frozenset[str]
+    instances: int | None  # None: the PACS did not count them
+
+
+def _proposal(first: Sequence[str]) -> list[str]:
+    """The storage classes to propose: ``first``, then the usual ones, as many as fit. Each is offered
+    in every transfer syntax, so that the PACS sends instances as it holds them."""
+    return list(dict.fromkeys([*first, *_USUAL_CLASSES]))[:_STORAGE_CONTEXTS]
+
+
+def _relational_find() -> SOPClassExtendedNegotiation:
+    # PS3.4 C.5.1.1.1: relational queries, so an IMAGE-level C-FIND may name only the study.
+    item = SOPClassExtendedNegotiation()
+    item.sop_class_uid = STUDY_ROOT_FIND
+    item.service_class_application_information = bytes([1])
+    return item
+
+
+@contextmanager
+def _get_association(peer: Peer, classes: list[str], timeout_seconds: float,
+                     handlers: Sequence[Handler]) -> Iterator[Association]:
+    contexts: list[RequestedContext] = [STUDY_ROOT_GET, STUDY_ROOT_FIND, *((uid, _TRANSFER_SYNTAXES) for uid in classes)]
+    negotiation: list[ExtendedNegotiation] = [*(build_role(uid, scp_role=True) for uid in classes), _relational_find()]
+    with open_association(peer, contexts, timeout_seconds, negotiation, handlers) as association:
+        if not any(c.abstract_syntax == STUDY_ROOT_GET for c in association.accepted_contexts):
+            raise BackendProtocolError("the PACS does not offer Study Root C-GET")
+        yield association
+
+
+def _survey(association: Association, selection: InstanceSelection, timeout_seconds: float) -> _Survey | None:
+    """The selection's SOP classes and instance count by C-FIND; None when the PACS cannot say (the usual
+    classes are proposed then)."""
+    if not any(c.abstract_syntax == STUDY_ROOT_FIND for c in association.accepted_contexts):
+        return None
+    try:
+        survey = _study_survey(association, selection, timeout_seconds) if selection.level == "STUDY" else None
+        return survey or _image_survey(association, selection, timeout_seconds)
+    except BackendProtocolError as error:
+        if not association.is_established:
+            raise
+        log.info("the PACS did not say which SOP classes %s has (%s): proposing the usual ones", selection, error)
+        return None
+
+
+def _study_survey(association: Association, selection: InstanceSelection, timeout_seconds: float) -> _Survey | None:
+    """One STUDY-level answer with SOP Classes in Study (Orthanc computes it); None when the PACS leaves
+    it out, and only the IMAGE level can tell."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = selection.study_uid
+    identifier.SOPClassesInStudy = None
+    identifier.NumberOfStudyRelatedInstances = None
+    classes: set[str] = set()
+    instances: int | None = 0
+    for match in find(association, identifier, timeout_seconds):
+        value = match.get("SOPClassesInStudy")
+        classes.update(str(uid).strip() for uid in (value if isinstance(value, (list, MultiValue)) else [value]) if uid)
+        counted = instance_count(match.get("NumberOfStudyRelatedInstances"))
+        instances = None if instances is None or counted is None else instances + counted
+    if instances != 0 and not classes:
+        return None
+    return _Survey(frozenset(classes), instances)
+
+
+def _image_survey(association: Association, selection: InstanceSelection, timeout_seconds: float) -> _Survey:
+    """One answer per instance, with its SOP class."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "IMAGE"
+    identifier.StudyInstanceUID = selection.study_uid
+    identifier.SeriesInstanceUID = selection.series_uid or ""
+    identifier.SOPInstanceUID = selection.sop_uid or ""
+    identifier.SOPClassUID = ""
+    classes: set[str] = set()
+    instances = 0
+    for match in find(association, identifier, timeout_seconds):
+        instances += 1
+        sop_class = str(match.get("SOPClassUID") or "").strip()
+        if sop_class:
+            classes.add(sop_class)
+    return _Survey(frozenset(classes), instances)
 
 
 def get_instances(
@@ -51,31 +163,59 @@ def get_instances(
             return 0xA700
         return 0x0000
 
-    roles = [build_role(str(c.abstract_syntax), scp_role=True) for c in StoragePresentationContexts]
-    with slots.hold(pool_timeout_seconds), open_association(
-        peer, _contexts(), timeout_seconds, roles, [(evt.EVT_C_STORE, on_store)]
-    ) as association:
-        if not any(c.abstract_syntax == STUDY_ROOT_GET for c in association.accepted_contexts):
-            raise BackendProtocolError("the PACS does not offer Study Root C-GET")
-        outcome: dict[str, Any] = {}
-        reader = threading.Thread(target=_read_responses, args=(association, selection, arrivals, outcome, timeout_seconds),
-                                  daemon=True)
-        reader.start()
-        delivered = 0
-        while True:
-            try:
-                item = arrivals.get(timeout=timeout_seconds)
-            except queue.Empty:
-                raise BackendTimeout(f"no instance and no C-GET response from the PACS within {timeout_seconds:g} s") from None
-            if item is _Finished:
-                break
-            delivered += 1
-            yield item
-        if "error" in outcome:
-            raise outcome["error"]
-        error = final_status_error(outcome["final"], delivered, "C-GET")
-        if error is not None:
-            raise error
+    handlers = [(evt.EVT_C_STORE, on_store)]
+    usual = _proposal([])
+    with slots.hold(pool_timeout_seconds):
+        with _get_association(peer, usual, timeout_seconds, handlers) as association:
+            survey = _survey(association, selection, timeout_seconds)
+            unproposed = sorted(survey.classes.difference(usual)) if survey is not None else []
+            if not unproposed:
+                final, delivered, holdings = yield from _get(association, selection, arrivals, timeout_seconds, survey)
+        if unproposed:
+            # Released first: a second association at once would take a second slot of the pool. The
+            # selection's classes come first, so that the usual ones it lacks are the ones left out.
+            assert survey is not None
+            needed = [*unproposed, *sorted(survey.classes.intersection(usual))]
+            proposed = _proposal(needed)
+            if len(needed) > len(proposed):
+                log.warning("%s has %d SOP classes; only %d fit in one association", selection, len(needed),
+                            len(proposed))
+            log.info("%s has SOP classes %s: proposing them on a new association", selection, ", ".join(unproposed))
+            with _get_association(peer, proposed, timeout_seconds, handlers) as association:
+                final, delivered, holdings = yield from _get(association, selection, arrivals, timeout_seconds, survey)
+        if needs_c_find(final, delivered) and holdings is None:
+            holdings = holdings_anew(peer, selection, timeout_seconds)
+    error = final_status_error(final, delivered, "C-GET", holdings=holdings)
+    if error is not None:
+        raise error
+
+
+def _get(association: Association, selection: InstanceSelection, arrivals: queue.Queue[Any], timeout_seconds: float,
+         survey: _Survey | None) -> Generator[bytes, None, tuple[Dataset, int, Holdings | None]]:
+    """Yield each instance the C-GET brings; return its final response, the number delivered and, when
+    the final response alone cannot tell "not found" from "could not send", what the PACS holds."""
+    outcome: dict[str, Any] = {}
+    reader = threading.Thread(target=_read_responses, args=(association, selection, arrivals, outcome, timeout_seconds),
+                              daemon=True)
+    reader.start()
+    delivered = 0
+    while True:
+        try:
+            item = arrivals.get(timeout=timeout_seconds)
+        except queue.Empty:
+            raise BackendTimeout(f"no instance and no C-GET response from the PACS within {timeout_seconds:g} s") from None
+        if item is _Finished:
+            break
+        delivered += 1
+        yield item
+    if "error" in outcome:
+        raise outcome["error"]
+    final: Dataset = outcome["final"]
+    holdings = None
+    if needs_c_find(final, delivered):
+        holdings = Holdings(survey.instances) if survey is not None else holdings_on(association, selection,
+                                                                                     timeout_seconds)
+    return final, delivered, holdings
 
 
 def _read_responses(association: Association, selection: InstanceSelection, arrivals: queue.Queue[Any],
@@ -88,7 +228,7 @@ def _read_responses(association: Association, selection: InstanceSelection, arri
             if int(status.Status) not in PENDING:
                 outcome["final"] = status
                 break
-    except Exception as error:  # noqa: BLE001 - reported to the streaming side, which raises it
+    except Exception as error:
         outcome["error"] = BackendProtocolError(f"C-GET failed: {error}")
     finally:
         # Queued behind any instance still waiting, so the last ones are not overtaken; a consumer

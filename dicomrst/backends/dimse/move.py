@@ -15,8 +15,15 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
 from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.backends.dimse.find import STUDY_ROOT_FIND
 from dicomrst.backends.dimse.names import safe_name
-from dicomrst.backends.dimse.retrieve_status import PENDING, final_status_error
+from dicomrst.backends.dimse.retrieve_status import (
+    PENDING,
+    final_status_error,
+    holdings_anew,
+    holdings_on,
+    needs_c_find,
+)
 from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.spool import PendingMove, finish_move, register_move
 
@@ -72,7 +79,7 @@ class MoveResponses:
                 if int(status.Status) not in PENDING:
                     self.final = status
                     return
-        except Exception as error:  # noqa: BLE001 - reported to the streaming side, which raises it
+        except Exception as error:
             self.error = BackendProtocolError(f"C-MOVE failed: {error}")
         finally:
             self.finished.set()
@@ -135,19 +142,28 @@ def move_instances(
         stack.enter_context(slots.hold(pool_timeout_seconds))
         move = register_move(spool, peer.called_aet, selection)
         stack.callback(finish_move, move)
-        association = stack.enter_context(open_association(peer, [STUDY_ROOT_MOVE], timeout_seconds))
-        if not any(c.abstract_syntax == STUDY_ROOT_MOVE for c in association.accepted_contexts):
-            raise BackendProtocolError("the PACS does not offer Study Root C-MOVE")
-        responses = MoveResponses(association, retrieve_identifier(selection), destination, move.message_id,
-                                  timeout_seconds)
-        responses.start()
-        delivered = 0
-        for instance in _stream_arrivals(move, responses, timeout_seconds):
-            delivered += 1
-            yield instance
-        if responses.error is not None:
-            raise responses.error
-        assert responses.final is not None
-        error = final_status_error(responses.final, delivered, "C-MOVE", destination)
+        holdings = None
+        # C-FIND is proposed too: it tells "nothing matches" from "could not send" when the move fails
+        # without a word (retrieve_status), on this association.
+        with open_association(peer, [STUDY_ROOT_MOVE, STUDY_ROOT_FIND], timeout_seconds) as association:
+            if not any(c.abstract_syntax == STUDY_ROOT_MOVE for c in association.accepted_contexts):
+                raise BackendProtocolError("the PACS does not offer Study Root C-MOVE")
+            responses = MoveResponses(association, retrieve_identifier(selection), destination, move.message_id,
+                                      timeout_seconds)
+            responses.start()
+            delivered = 0
+            for instance in _stream_arrivals(move, responses, timeout_seconds):
+                delivered += 1
+                yield instance
+            if responses.error is not None:
+                raise responses.error
+            final = responses.final
+            assert final is not None
+            if needs_c_find(final, delivered):
+                holdings = holdings_on(association, selection, timeout_seconds)
+        if needs_c_find(final, delivered) and holdings is None:
+            # The PACS did not accept C-FIND beside C-MOVE: ask on a new association, in the same slot.
+            holdings = holdings_anew(peer, selection, timeout_seconds)
+        error = final_status_error(final, delivered, "C-MOVE", destination, holdings)
         if error is not None:
             raise error
