@@ -173,8 +173,25 @@ def uncompressed_gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orth
     gateway.stop()
 
 
-def test_pacs_that_cannot_send_is_502_not_404(uncompressed_gateway: Gateway):
-    j2k = dcmread(get_testdata_file("JPEG2000.dcm"))
+@pytest.fixture
+def alone_in_their_studies(orthanc: Orthanc) -> Iterator[dict[str, Dataset]]:
+    """Copies of pydicom's JPEG2000.dcm and SC_rgb_rle.dcm, each the only instance of a study of its
+    own: other tests may add instances to the studies the originals share."""
+    copies = {}
+    for name in ("JPEG2000.dcm", "SC_rgb_rle.dcm"):
+        dataset = dcmread(get_testdata_file(name))
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        orthanc.upload(part10(dataset))
+        copies[name] = dataset
+    yield copies
+    for dataset in copies.values():
+        for found in requests.post(f"{orthanc.url}/tools/lookup", data=dataset.StudyInstanceUID, timeout=10).json():
+            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+
+
+def test_pacs_that_cannot_send_is_502_not_404(uncompressed_gateway: Gateway, alone_in_their_studies):
+    j2k = alone_in_their_studies["JPEG2000.dcm"]
     for path in (f"/studies/{j2k.StudyInstanceUID}",
                  f"/studies/{j2k.StudyInstanceUID}/series/{j2k.SeriesInstanceUID}",
                  f"/studies/{j2k.StudyInstanceUID}/series/{j2k.SeriesInstanceUID}/instances/{j2k.SOPInstanceUID}"):
@@ -186,8 +203,8 @@ def test_pacs_that_cannot_send_is_502_not_404(uncompressed_gateway: Gateway):
         assert "0 completed, 0 failed, 0 warning" in error, error
 
 
-def test_pacs_that_cannot_send_metadata_is_502(uncompressed_gateway: Gateway):
-    j2k = dcmread(get_testdata_file("JPEG2000.dcm"))
+def test_pacs_that_cannot_send_metadata_is_502(uncompressed_gateway: Gateway, alone_in_their_studies):
+    j2k = alone_in_their_studies["JPEG2000.dcm"]
     response = requests.get(f"{uncompressed_gateway.url}/aets/ORTHANC/studies/{j2k.StudyInstanceUID}/metadata",
                             timeout=60)
     assert response.status_code == 502 and "0xC000" in response.json()["error"], response.text
@@ -205,10 +222,10 @@ def test_unknown_uids_are_still_404(uncompressed_gateway: Gateway, gateway: Gate
         assert "error" in response.json()
 
 
-def test_a_compressed_instance_still_arrives_decompressed(uncompressed_gateway: Gateway):
+def test_a_compressed_instance_still_arrives_decompressed(uncompressed_gateway: Gateway, alone_in_their_studies):
     """The uncompressed receiver keeps refusing compressed syntaxes for the classes it now accepts
     on demand: Orthanc decompresses the RLE instance for it."""
-    original = dcmread(get_testdata_file("SC_rgb_rle.dcm"))
+    original = alone_in_their_studies["SC_rgb_rle.dcm"]
     (received,) = instances_of(retrieve(uncompressed_gateway, "ORTHANC", f"/studies/{original.StudyInstanceUID}"))
     assert received.file_meta.TransferSyntaxUID in {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
     assert (received.pixel_array == original.pixel_array).all()
