@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom import Dataset
 
@@ -61,6 +61,25 @@ class InstanceSelection:
         return "SERIES" if self.series_uid is not None else "STUDY"
 
 
+@dataclass
+class SearchNotes:
+    """What a search could not do as the client asked, found while it runs (in the association's
+    negotiation, in the answers). The web layer tells the client, as ``Warning: 299`` headers
+    (PS3.18 8.3.4 and 6.7.2), once the first match or the end of the search is in hand."""
+
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+
+# PS3.18 8.3.4.1's wording for a server that did not apply fuzzy matching.
+FUZZY_MATCHING_NOT_SUPPORTED = (
+    "The fuzzymatching parameter is not supported. Only literal matching has been performed."
+)
+
+
 @dataclass(frozen=True)
 class StoreOutcome:
     """What the origin said of one instance: stored (perhaps with a warning reason) or failed (with a
@@ -95,8 +114,9 @@ class Backend(ABC):
         """Check the origin for real (C-ECHO, bucket lookup) within the configured timeout."""
 
     @abstractmethod
-    def search(self, query: QidoQuery) -> Iterator[Dataset]:
-        """QIDO-RS: the matches of ``query``, streamed as the origin returns them.
+    def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
+        """QIDO-RS: the matches of ``query``, streamed as the origin returns them; what could not be
+        done as asked goes into ``notes`` before the first match is yielded.
 
         Connection and association errors are raised before the first item is yielded, so the
         web layer can still answer with a proper status; later failures end the iterator with an

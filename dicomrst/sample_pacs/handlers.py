@@ -8,14 +8,14 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.events import EventHandlerType
 from pynetdicom import build_context, evt
-from pynetdicom.events import Event
+from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
 
@@ -39,6 +39,7 @@ _PATIENT_ROOT = frozenset(
         PatientRootQueryRetrieveInformationModelMove,
     }
 )
+_FIND_MODELS = frozenset({PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind})
 _SUCCESS = 0x0000
 _PENDING = 0xFF00
 _CANCEL = 0xFE00
@@ -105,7 +106,20 @@ class SamplePacsHandlers:
             (evt.EVT_C_GET, self.handle_get),
             (evt.EVT_C_MOVE, self.handle_move),
             (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_SOP_EXTENDED, self.handle_query_options),
         ]
+
+    def handle_query_options(self, event: Event) -> dict[str, bytes]:
+        """C-FIND extended negotiation (PS3.4 C.5.1.1.1), answered for what the matching here does:
+        relational queries (a key of any level selects), and person names matched without regard to
+        case (the fuzzy matching byte) when asked; no combined date-time or timezone adjustment."""
+        agreed = {}
+        app_info: dict[str, bytes] = event.app_info  # type: ignore[attr-defined]
+        for sop_class_uid, asked in app_info.items():
+            if sop_class_uid in _FIND_MODELS and asked:
+                fuzzy = len(asked) > 2 and asked[2] == 1
+                agreed[sop_class_uid] = bytes([1 if asked[0] == 1 else 0, 0, 1 if fuzzy else 0])
+        return agreed
 
     def handle_echo(self, event: Event) -> int:
         LOGGER.info("C-ECHO from %s", _peer(event))

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from flask import Blueprint, Response, request
 from pydicom import Dataset
 
+from dicomrst.backends.base import SearchNotes
 from dicomrst.dicomweb.dicom_json import dataset_to_json, encode_json_array
 from dicomrst.dicomweb.media import QidoMediaType, negotiate_qido
 from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
@@ -60,18 +61,29 @@ def _search(aet: str, level: QueryLevel, study_uid: str | None = None, series_ui
         checked_uid(series_uid, "Series Instance UID")
     media_type = negotiate_qido(request.headers.get("Accept"))
     query = parse_qido_query(level, request.args.items(multi=True), study_uid=study_uid, series_uid=series_uid)
-    matches = primed(_page(backend.search(query), query))
+    notes = SearchNotes()
+    matches = primed(_page(backend.search(query, notes), query))
     root = aet_root_url(aet)
     with_urls = (_with_retrieve_url(match, root, level) for match in matches)
+    # The first match (or the end) is in hand, so the notes of the negotiation are complete.
+    headers = [("Warning", warning_header(text)) for text in notes.warnings]
     if media_type is QidoMediaType.JSON:
         body = encode_json_array(dataset_to_json(match) for match in with_urls)
-        return Response(body, mimetype="application/dicom+json")
+        return Response(body, mimetype="application/dicom+json", headers=headers)
     boundary = new_boundary()
     parts = (dataset_to_xml(match) for match in with_urls)
     return Response(
         write_multipart(parts, "application/dicom+xml", boundary),
         content_type=multipart_content_type("application/dicom+xml", boundary),
+        headers=headers,
     )
+
+
+def warning_header(text: str) -> str:
+    """``299 {host}: "{text}"`` as PS3.18 8.3.4.1 writes it, the host being this gateway as the client
+    named it (RFC 7234 5.5's warn-agent). Quotes and backslashes in the text are escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 {request.host}: "{escaped}"'
 
 
 def _page(matches: Iterator[Dataset], query: QidoQuery) -> Iterator[Dataset]:

@@ -313,3 +313,16 @@ def test_private_attributes_reach_the_pacs(gateway: Gateway, known_data: KnownDa
     assert all(list(match) == sorted(match) for match in matches)
     narrowed = search(gateway, "/studies", {"00090010": "NO SUCH CREATOR", "PatientID": "PID-1001"})
     assert {value(match, "PatientID") for match in narrowed} <= {"PID-1001"}
+
+
+def test_fuzzymatching_a_pacs_did_not_agree_to_is_a_warning(gateway: Gateway):
+    """Orthanc answers no C-FIND extended negotiation: it agreed to no fuzzy matching (PS3.18 8.3.4.1)."""
+    response = requests.get(f"{gateway.url}/aets/ORTHANC/studies",
+                            params={"PatientName": "smith*", "fuzzymatching": "true"}, timeout=30)
+    assert response.status_code == 200
+    host = gateway.url.split("//", 1)[1]
+    assert response.headers["Warning"] == (
+        f'299 {host}: "The fuzzymatching parameter is not supported. Only literal matching has been performed."')
+    for params in ({"PatientName": "Smith*"}, {"PatientName": "Smith*", "fuzzymatching": "false"}):
+        assert "Warning" not in requests.get(f"{gateway.url}/aets/ORTHANC/studies", params=params,
+                                             timeout=30).headers

@@ -33,6 +33,9 @@ def test_up_serves_the_sample_pacs_at_once(tmp_path: Path):
         studies = requests.get(f"{url}/studies", timeout=10).json()
         assert len(studies) == 5
         assert "Müller^Jürgen" in {person_name(study) for study in studies}
+        # The sample PACS agrees to fuzzy person name matching in the C-FIND extended negotiation.
+        fuzzy = requests.get(f"{url}/studies", params={"PatientName": "müller*", "fuzzymatching": "true"}, timeout=10)
+        assert "Warning" not in fuzzy.headers and {person_name(s) for s in fuzzy.json()} == {"Müller^Jürgen"}
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, (tmp_path / "up.log").read_text()

@@ -38,7 +38,7 @@ class ScriptedBackend(Backend):
     def health(self) -> Health:
         return Health(True, "fine")
 
-    def search(self, query: QidoQuery) -> Iterator[Dataset]:
+    def search(self, query: QidoQuery, notes) -> Iterator[Dataset]:
         self.queries.append(query)
         try:
             yield from self.matches
@@ -212,7 +212,7 @@ def test_request_timeout_breaks_off_a_response_that_runs_past_it():
     from dicomrst.web.request_log import RequestTimeout
 
     class SlowBackend(ScriptedBackend):
-        def search(self, query):
+        def search(self, query, notes):
             yield study(1)
             clock.sleep(0.3)
             yield study(2)

@@ -9,16 +9,18 @@ from pydicom import Dataset
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
 from dicomrst.backends.base import (
+    FUZZY_MATCHING_NOT_SUPPORTED,
     Backend,
     BackendError,
     BackendUnavailable,
     Health,
     InstanceSelection,
+    SearchNotes,
     StoreSession,
 )
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
-from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
+from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, QueryOptions, agreed_query_options, find
 from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slot_files import default_slot_directory
@@ -54,12 +56,14 @@ class DimseBackend(Backend):
             return Health(False, str(error))
         return Health(True, f"C-ECHO to {self.peer} succeeded")
 
-    def search(self, query: QidoQuery) -> Iterator[Dataset]:
+    def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         timeout = self.config.qido_rs.timeout / 1000
         with dimse_operation(self.aet, "C-FIND"), self.slots.hold(self._pool_timeout):
             with open_association(
                 self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
             ) as association:
+                if query.fuzzy_matching and not agreed_query_options(association).fuzzy_matching:
+                    notes.warn(FUZZY_MATCHING_NOT_SUPPORTED)
                 yield from find(association, _asking_for_utf8(query.identifier), timeout)
 
 
@@ -109,5 +113,6 @@ def _query_options(fuzzy_matching: bool) -> SOPClassExtendedNegotiation:
     study) and, when the client asked, fuzzy semantic matching of person names."""
     item = SOPClassExtendedNegotiation()
     item.sop_class_uid = STUDY_ROOT_FIND
-    item.service_class_application_information = bytes([1, 0, 1 if fuzzy_matching else 0])
+    item.service_class_application_information = QueryOptions(relational=True,
+                                                               fuzzy_matching=fuzzy_matching).request()[:3]
     return item

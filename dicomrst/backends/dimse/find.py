@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pydicom import Dataset
 from pynetdicom import Association
@@ -15,6 +16,27 @@ STUDY_ROOT_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 _PENDING = (0xFF00, 0xFF01)
 _SUCCESS = 0x0000
 _CANCELLED = 0xFE00
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """The C-FIND extended negotiation (PS3.4 C.5.1.1.1, table C.5-1): what the PACS agreed to on
+    one association. A PACS that answers nothing agreed to nothing."""
+
+    relational: bool = False
+    combined_date_time: bool = False
+    fuzzy_matching: bool = False
+    timezone_adjustment: bool = False
+
+    def request(self) -> bytes:
+        return bytes([self.relational, self.combined_date_time, self.fuzzy_matching, self.timezone_adjustment])
+
+
+def agreed_query_options(association: Association) -> QueryOptions:
+    answers: dict[str, bytes] = {str(uid): info for uid, info in association.acceptor.sop_class_extended.items()}
+    answer = answers.get(STUDY_ROOT_FIND) or b""
+    flags = [bool(byte) for byte in answer[:4]] + [False] * (4 - min(len(answer), 4))
+    return QueryOptions(*flags)
 
 
 def find(association: Association, identifier: Dataset, timeout_seconds: float) -> Iterator[Dataset]:

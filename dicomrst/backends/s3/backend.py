@@ -27,6 +27,7 @@ from dicomrst.backends.base import (
     Health,
     InstanceSelection,
     NotFound,
+    SearchNotes,
     NotSupported,
     StoreOutcome,
     StoreSession,
@@ -80,7 +81,7 @@ class S3Backend(Backend):
             return Health(False, str(backend_error(error, f"bucket {self.config.bucket} at {self.config.endpoint}")))
         return Health(True, f"bucket {self.config.bucket} at {self.config.endpoint} answers")
 
-    def search(self, query: QidoQuery) -> Iterator[Dataset]:
+    def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         raise NotSupported("QIDO-RS is not available for S3 AETs: a bucket has no index to search")
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
