@@ -19,6 +19,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from common import Gateway, Orthanc, gateway_config, report, start_orthanc, timed
+from dicomrst.backends.dimse.identifier import cfind_identifier
 from dicomrst.dicomweb.dicom_json import dataset_to_json
 from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.sample_pacs.studies import generate_study
@@ -38,7 +39,7 @@ def fill(orthanc: Orthanc, count: int) -> None:
 
 
 def floor_find(orthanc: Orthanc) -> int:
-    identifier = parse_qido_query(QueryLevel.STUDY, []).identifier
+    identifier = cfind_identifier(parse_qido_query(QueryLevel.STUDY, []))
     identifier.SpecificCharacterSet = "ISO_IR 192"
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)

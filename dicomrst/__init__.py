@@ -4,15 +4,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from flask import Flask
 
+    from dicomrst.backends.base import Backend
     from dicomrst.config import Config
 
 __version__ = "0.1.0"
 
 
-def create_app(config: Config | None = None) -> Flask:
-    """The gateway as a WSGI app; without a config, the one $DICOMRST_CONFIG names is read."""
+def create_app(config: Config | None = None, backends: Mapping[str, Backend] | None = None) -> Flask:
+    """The gateway as a WSGI app; without a config, the one $DICOMRST_CONFIG names is read, and
+    without backends, each configured AET's is built (tests pass their own)."""
     # Imported here, not at module level: gunicorn's master imports dicomrst.config through this
     # package before the workers monkey-patch with gevent, and must not pull in ssl, boto3 or
     # pynetdicom by doing so.
@@ -26,16 +30,15 @@ def create_app(config: Config | None = None) -> Flask:
     from dicomrst.web import register_web
     from dicomrst.web.proxy import TrustedProxyFix
     from dicomrst.web.request_log import RequestLog
+    from dicomrst.web.state import AppState
 
     config = config or load_config()
     configure_logging(config.telemetry.level)
     configure_sentry(config.telemetry)
     app = Flask(__name__)
-    app.config["DICOMRST"] = config
-    app.extensions["dicomrst.backends"] = build_backends(config)
     aets_path = config.server.http.base_path.rstrip("/") + "/aets"
-    register_web(app, aets_path=aets_path, allowed_origins=config.server.http.allowed_origins,
-                 tokens=config.server.http.auth)
+    state = AppState(config, build_backends(config) if backends is None else backends, aets_path)
+    register_web(app, state)
     proxied = TrustedProxyFix(app.wsgi_app, config.server.http.trusted_proxies)
     app.wsgi_app = RequestLog(proxied, aets_path, observers=[observe_request],  # type: ignore[method-assign]
                               timeout_seconds=config.server.http.request_timeout / 1000)

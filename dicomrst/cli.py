@@ -22,10 +22,10 @@ from dicomrst.config import (
     DEFAULT_CONFIG_PATH,
     Config,
     ConfigError,
-    DimseAetConfig,
     config_problem_lines,
     load_config,
 )
+from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.processes import Listener, PortInUse, check_ports_free, die_with_parent
 from dicomrst.runtime import runtime_directory
 from dicomrst.serving import needs_receiver

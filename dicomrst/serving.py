@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 
-from dicomrst.config import CONFIG_ENV, Config, DimseAetConfig
+from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.config import CONFIG_ENV, Config
 from dicomrst.processes import Listener, die_with_parent
 
 log = logging.getLogger(__name__)

@@ -82,7 +82,7 @@ def child_exit(server, worker):
 
 def on_exit(server):
     from dicomrst.backends.dimse.slot_files import default_slot_directory, remove_unused_slots
-    from dicomrst.config import DimseAetConfig
+    from dicomrst.backends.dimse.config import DimseAetConfig
     from dicomrst.serving import stop_receiver_process
 
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.

@@ -1,23 +1,15 @@
-"""Backends by AET: the one place that knows which backend kind serves a configured AET."""
+"""Backends by AET: each configured AET's backend, built by its kind (``kinds.py``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dicomrst.config import Config, DimseAetConfig
+from dicomrst.config import Config
 
 if TYPE_CHECKING:  # the master process imports light modules below this package; keep pydicom out of it
     from dicomrst.backends.base import Backend
 
 
 def build_backends(config: Config) -> dict[str, Backend]:
-    from dicomrst.backends.dimse.backend import DimseBackend
-    from dicomrst.backends.s3 import S3Backend
+    from dicomrst.backends.kinds import KINDS
 
-    backends: dict[str, Backend] = {}
-    for entry in config.aets:
-        if isinstance(entry, DimseAetConfig):
-            receiver = next((r for r in config.server.dimse if r.aet in entry.wado_rs.receivers), None)
-            backends[entry.aet] = DimseBackend(entry, calling_aet=config.server.aet, receiver=receiver)
-        else:
-            backends[entry.aet] = S3Backend(entry)
-    return backends
+    return {entry.aet: KINDS[entry.backend].build(entry, config) for entry in config.aets}

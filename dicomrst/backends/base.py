@@ -1,10 +1,11 @@
 """What the web layer asks of a backend, and the typed errors a backend raises.
 
-A backend never imports Flask: it returns pydicom Datasets (or iterators of them) and raises these
-errors; ``web.errors`` alone turns them into HTTP statuses.
+A backend never imports Flask: it returns pydicom Datasets and Part-10 bytes (or iterators of them) and
+raises these errors; ``web.errors`` alone turns them into HTTP statuses.
 """
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -104,26 +105,46 @@ class Health:
     detail: str
 
 
+def paged(matches: Iterator[Dataset], query: QidoQuery) -> Iterator[Dataset]:
+    """``offset`` and ``limit`` for a backend that cannot push them down to its origin: the matches
+    are skipped and cut here, and the origin's search is closed (a C-FIND cancelled by releasing its
+    association) as soon as the page is full."""
+    stop = None if query.limit is None else query.offset + query.limit
+    try:
+        yield from itertools.islice(matches, query.offset, stop)
+    finally:
+        close = getattr(matches, "close", None)
+        if close is not None:
+            close()
+
+
 class Backend(ABC):
-    """One configured AET: a PACS spoken to with DIMSE, or an S3 bucket."""
+    """One configured AET. A backend offers the services it can: those it does not override answer
+    NotSupported (HTTP 501). ``metadata`` and ``frames`` derive from ``retrieve`` unless a backend (or a
+    cache in front of one) can do better."""
 
     aet: str
+    kind: str  # the name of its kind, as aets[].backend says it
 
     @abstractmethod
     def health(self) -> Health:
         """Check the origin for real (C-ECHO, bucket lookup) within the configured timeout."""
 
-    @abstractmethod
+    def describe(self) -> dict[str, object]:
+        """What ``/aets?detail=true`` says of this AET."""
+        return {"aet": self.aet, "backend": self.kind}
+
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
-        """QIDO-RS: the matches of ``query``, streamed as the origin returns them; what could not be
+        """QIDO-RS: the matches of ``query``, streamed as the origin returns them, ``offset`` and
+        ``limit`` applied (``paged`` does it for a backend that cannot do better); what could not be
         done as asked goes into ``notes`` before the first match is yielded.
 
         Connection and association errors are raised before the first item is yielded, so the
         web layer can still answer with a proper status; later failures end the iterator with an
         error. Closing the iterator early releases whatever it holds.
         """
+        raise NotSupported(f"QIDO-RS is not available for {self.kind} AETs")
 
-    @abstractmethod
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
         """WADO-RS: each selected instance as Part-10 bytes, as soon as it arrives.
 
@@ -131,8 +152,17 @@ class Backend(ABC):
         instance are raised on the first ``next()``, and a failure part-way ends the iterator with
         an error. One instance at a time is held, never the whole selection.
         """
+        raise NotSupported(f"WADO-RS is not available for {self.kind} AETs")
 
-    @abstractmethod
+    def metadata(self, selection: InstanceSelection) -> Iterator[bytes]:
+        """The instances WADO-RS metadata is built from, as Part-10 bytes: by default, retrieved whole."""
+        return self.retrieve(selection)
+
+    def frames(self, selection: InstanceSelection) -> Iterator[bytes]:
+        """The one instance whose frames or bulk data are asked for: by default, retrieved whole."""
+        return self.retrieve(selection)
+
     def store_session(self) -> AbstractContextManager[StoreSession]:
         """STOW-RS: a session to store instances one by one. Entering it reaches the origin, so an
         origin that is down fails there, before the request body is read."""
+        raise NotSupported(f"STOW-RS is not available for {self.kind} AETs")

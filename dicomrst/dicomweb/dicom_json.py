@@ -8,9 +8,10 @@ from typing import Any
 
 from pydicom import Dataset
 
+from dicomrst.dicomweb.charset import UTF8_CHARSET
+
 __all__ = ["UTF8_CHARSET", "dataset_to_json", "encode_json_array"]
 
-UTF8_CHARSET = "ISO_IR 192"
 _SPECIFIC_CHARACTER_SET = "00080005"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 
-from .dicom_json import UTF8_CHARSET
+from .charset import UTF8_CHARSET
 from .frames import decoded_colour_attributes
 from .transcode import PIXEL_DATA_TAGS, read_instance
 from .xml import BulkDataUri, ElementPath, dataset_to_xml

@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom import Dataset, config
+from pydicom import config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.valuerep import STR_VR_REGEXES, validate_value
 
 from .uids import is_valid_uid
@@ -37,15 +36,19 @@ from .qido_attributes import (
 
 __all__ = [
     "CONTENT_NEGOTIATION_PARAMETERS",
+    "KeyPath",
+    "MatchingKey",
     "QidoQuery",
     "QueryError",
     "QueryLevel",
     "default_return_keywords",
+    "is_private",
+    "is_private_creator",
     "parse_qido_query",
+    "vr_of",
 ]
 
 CONTENT_NEGOTIATION_PARAMETERS = frozenset({"accept", "charset"})
-UTF8_CHARSET = "ISO_IR 192"
 
 _STUDY_UID = 0x0020000D
 _SERIES_UID = 0x0020000E
@@ -90,16 +93,36 @@ class QueryError(ValueError):
 
 
 @dataclass(frozen=True)
+class MatchingKey:
+    """One attribute the client matches on: its key path (a sequence's attribute is two tags), and the
+    validated value (a string, a number, or a list for UID list matching); None matches any value."""
+
+    path: KeyPath
+    value: Any
+
+
+@dataclass(frozen=True)
 class QidoQuery:
+    """A QIDO-RS search as DICOMweb states it (PS3.18 8.3.4): what a backend needs to answer it, in no
+    protocol's shape. The DIMSE backend turns it into a C-FIND identifier; another backend can match
+    and page in its own way. The UIDs of the resource path are matching keys like any other."""
+
     level: QueryLevel
-    identifier: Dataset  # ready to send as a Study Root C-FIND identifier
+    matching: tuple[MatchingKey, ...]
+    # The attributes to return: the defaults of PS3.18 tables 10.6.3-3 to -5 and the includefields.
+    return_keys: tuple[KeyPath, ...]
     include_all: bool
     limit: int | None
     offset: int
     fuzzy_matching: bool
 
+    @property
+    def needs_utf8(self) -> bool:
+        """Whether a matching value holds characters outside the default repertoire."""
+        return any(isinstance(key.value, str) and not key.value.isascii() for key in self.matching)
 
-Path = tuple[int, ...]
+
+KeyPath = tuple[int, ...]
 
 
 def _shown(text: str) -> str:
@@ -115,19 +138,25 @@ def _name(tag: int) -> str:
     return keyword_for_tag(tag) or f"{tag:08X}"
 
 
-def _is_private(tag: int) -> bool:
+def is_private(tag: int) -> bool:
     return bool((tag >> 16) % 2)
 
 
-def _is_private_creator(tag: int) -> bool:
-    return _is_private(tag) and 0x0010 <= tag & 0xFFFF <= 0x00FF
+def is_private_creator(tag: int) -> bool:
+    return is_private(tag) and 0x0010 <= tag & 0xFFFF <= 0x00FF
+
+
+def vr_of(tag: int, matching: bool = False) -> str:
+    """The VR a key is sent with: the dictionary's (the first reading of an ambiguous one), and for a
+    private attribute LO (creator, or matched on) or UN."""
+    return _vr(tag, matching)
 
 
 def _vr(tag: int, matching: bool = False) -> str:
-    if _is_private(tag):
+    if is_private(tag):
         # A Private Creator is LO (PS3.5 7.8.1); a private data element's VR is the creator's secret:
         # UN as a return key, and LO, the text it was given as, when matched on.
-        return "LO" if matching or _is_private_creator(tag) else "UN"
+        return "LO" if matching or is_private_creator(tag) else "UN"
     # Ambiguous VRs ("US or SS") only occur for pixel-related attributes; the first reading
     # is the common one and is good enough for a universal return key.
     return dictionary_VR(tag).split(" or ")[0]
@@ -157,7 +186,7 @@ def _resolve_tag(parameter: str, attribute_id: str) -> int:
     return tag
 
 
-def _resolve_path(parameter: str, attribute: str) -> Path:
+def _resolve_path(parameter: str, attribute: str) -> KeyPath:
     """`Keyword`, `8-hex tag` or a dotted sequence path of them -> tags; all but the last are SQ."""
     path = tuple(_resolve_tag(parameter, part) for part in attribute.split("."))
     for tag in path[:-1]:
@@ -166,7 +195,7 @@ def _resolve_path(parameter: str, attribute: str) -> Path:
     return path
 
 
-def _check_level(parameter: str, path: Path, level: QueryLevel) -> None:
+def _check_level(parameter: str, path: KeyPath, level: QueryLevel) -> None:
     # A unique key below the query level is meaningless in a hierarchical C-FIND.
     below = {QueryLevel.STUDY: {_SERIES_UID, _SOP_UID}, QueryLevel.SERIES: {_SOP_UID}}.get(level, set())
     if path[0] in below:
@@ -241,43 +270,8 @@ def _match_value(parameter: str, vr: str, raw: str) -> Any:
     return _exact_value(parameter, vr, raw)
 
 
-def _item_for(ds: Dataset, path: Path) -> Dataset:
-    """The dataset holding the last tag of `path`; a sequence on the way gets one item."""
-    for tag in path[:-1]:
-        if tag not in ds or not ds[tag].value:
-            ds[tag] = DataElement(tag, "SQ", [Dataset()])
-        ds = ds[tag].value[0]
-    return ds
-
-
-def _set_key(ds: Dataset, path: Path, value: Any) -> None:
-    tag = path[-1]
-    vr = _vr(tag, matching=value is not None)
-    empty: Any = [] if vr == "SQ" else None
-    # Values were validated above; wildcards would trip pydicom's own value checks.
-    _item_for(ds, path)[tag] = DataElement(tag, vr, empty if value is None else value, validation_mode=config.IGNORE)
-
-
-def _add_return_key(ds: Dataset, path: Path) -> None:
-    if path[-1] not in _item_for(ds, path):
-        _set_key(ds, path, None)
-
-
-def _add_private_creators(ds: Dataset) -> None:
-    """Each private data element's block needs its Private Creator beside it (PS3.5 7.8.1)."""
-    for element in list(ds):
-        tag = int(element.tag)
-        if _is_private(tag) and not _is_private_creator(tag):
-            creator = (tag & 0xFFFF0000) | ((tag & 0xFF00) >> 8)
-            if creator not in ds:
-                _set_key(ds, (creator,), None)
-        elif element.VR == "SQ":
-            for item in element.value:
-                _add_private_creators(item)
-
-
-def _paths_for(keywords: Iterable[str]) -> list[Path]:
-    paths: list[Path] = []
+def _paths_for(keywords: Iterable[str]) -> list[KeyPath]:
+    paths: list[KeyPath] = []
     for keyword in keywords:
         tag = tag_for_keyword(keyword)
         assert tag is not None, keyword
@@ -355,8 +349,8 @@ def _fuzzy_matching(raw: str) -> bool:
 @dataclass
 class _Collected:
     include_all: bool = False
-    includes: list[Path] = field(default_factory=list)
-    matches: dict[Path, tuple[str, Any]] = field(default_factory=dict)  # path -> (parameter, value)
+    includes: list[KeyPath] = field(default_factory=list)
+    matches: dict[KeyPath, tuple[str, Any]] = field(default_factory=dict)  # path -> (parameter, value)
     controls: dict[str, Any] = field(default_factory=dict)  # limit, offset, fuzzymatching
 
 
@@ -397,7 +391,7 @@ def _collect(level: QueryLevel, params: Iterable[tuple[str, str]]) -> _Collected
     return collected
 
 
-def _check_path_uid(matches: dict[Path, tuple[str, Any]], tag: int, path_uid: str | None) -> None:
+def _check_path_uid(matches: dict[KeyPath, tuple[str, Any]], tag: int, path_uid: str | None) -> None:
     if path_uid is None or (tag,) not in matches:
         return
     key, value = matches[(tag,)]
@@ -426,27 +420,18 @@ def parse_qido_query(
     if collected.include_all:
         return_keywords += _all_keywords(level, study_scoped, series_scoped)
 
-    identifier = Dataset()
-    for path in _paths_for(return_keywords) + collected.includes:
-        _add_return_key(identifier, path)
-    for path, (_, value) in collected.matches.items():
-        if value is not None:
-            _set_key(identifier, path, value)
-        else:
-            _add_return_key(identifier, path)  # universal match: keep a default's sequence item
-    _add_private_creators(identifier)
+    values = {path: value for path, (_, value) in collected.matches.items()}
     if study_uid is not None:
-        _set_key(identifier, (_STUDY_UID,), study_uid)
+        values[(_STUDY_UID,)] = study_uid
     if series_uid is not None:
-        _set_key(identifier, (_SERIES_UID,), series_uid)
-    _set_key(identifier, (_QUERY_RETRIEVE_LEVEL,), level.value)
-    if any(isinstance(value, str) and not value.isascii() for _, value in collected.matches.values()):
-        # pydicom encodes the identifier's text values with the declared character set.
-        _set_key(identifier, (_SPECIFIC_CHARACTER_SET,), UTF8_CHARSET)
+        values[(_SERIES_UID,)] = series_uid
+    matching = [MatchingKey(path, value) for path, value in values.items()]
+    return_keys = [path for path in _paths_for(return_keywords) + collected.includes if path not in values]
 
     return QidoQuery(
         level=level,
-        identifier=identifier,
+        matching=tuple(matching),
+        return_keys=tuple(dict.fromkeys(return_keys)),
         include_all=collected.include_all,
         limit=collected.controls.get("limit"),
         offset=collected.controls.get("offset", 0),

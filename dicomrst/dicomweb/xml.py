@@ -14,7 +14,7 @@ from pydicom.dataelem import DataElement
 from pydicom.datadict import keyword_for_tag
 from pydicom.tag import BaseTag, Tag
 
-from .dicom_json import UTF8_CHARSET
+from .charset import UTF8_CHARSET
 
 __all__ = ["NATIVE_DICOM_NS", "BulkDataUri", "ElementPath", "dataset_to_xml"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from dicomrst.config import TokenConfig
+from dicomrst.web.state import AppState, install_state
 from dicomrst.web import aets, metrics, qido, stow, wado
 from dicomrst.web.auth import install_auth, resolve_tokens
 from dicomrst.web.errors import register_error_handlers
@@ -14,9 +14,11 @@ from dicomrst.web.errors import register_error_handlers
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warning", "X-Request-Id"]
 
 
-def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = ("*",),
-                 tokens: tuple[TokenConfig, ...] = ()) -> None:
-    app.config["DICOMRST_AETS_PATH"] = aets_path
+def register_web(app: Flask, state: AppState) -> None:
+    install_state(app, state)
+    http = state.config.server.http
+    aets_path = state.aets_path
+    allowed_origins, tokens = http.allowed_origins, http.auth
     install_auth(app, resolve_tokens(tokens))
     origins = "*" if "*" in allowed_origins else list(allowed_origins)
     CORS(app, origins=origins, expose_headers=EXPOSED_HEADERS, allow_headers="*", max_age=600)
@@ -24,6 +26,6 @@ def register_web(app: Flask, aets_path: str, allowed_origins: tuple[str, ...] = 
     app.register_blueprint(qido.blueprint, url_prefix=aets_path)
     app.register_blueprint(wado.blueprint, url_prefix=aets_path)
     app.register_blueprint(stow.blueprint, url_prefix=aets_path)
-    app.register_blueprint(metrics.blueprint, url_prefix=aets_path.rsplit("/aets", 1)[0] or None)
+    app.register_blueprint(metrics.blueprint, url_prefix=state.base_path or None)
     app.before_request(metrics.remember_route)
     register_error_handlers(app)

@@ -1,13 +1,13 @@
 """``/aets``: the configured AETs, and a real health check of each."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from dicomrst.config import AetConfig, DimseAetConfig
 
 from dicomrst.web.auth import allows
 from dicomrst.web.context import backend_for
 from dicomrst.web.errors import error_response
+from dicomrst.web.state import app_state
 
 blueprint = Blueprint("aets", __name__)
 
@@ -16,16 +16,10 @@ blueprint = Blueprint("aets", __name__)
 def list_aets() -> Response:
     """The AET names, as DICOM-RST gives them; ``?detail=true`` adds the backend kind and, for a PACS,
     its host and port."""
-    entries = [entry for entry in current_app.config["DICOMRST"].aets if allows(entry.aet)]
+    entries = [entry for entry in app_state().config.aets if allows(entry.aet)]
     if request.args.get("detail", "").lower() != "true":
         return jsonify([entry.aet for entry in entries])
-    return jsonify([_detail(entry) for entry in entries])
-
-
-def _detail(entry: AetConfig) -> dict[str, object]:
-    if isinstance(entry, DimseAetConfig):
-        return {"aet": entry.aet, "backend": "DIMSE", "host": entry.host, "port": entry.port}
-    return {"aet": entry.aet, "backend": "S3"}
+    return jsonify([backend_for(entry.aet).describe() for entry in entries])
 
 
 @blueprint.get("/<aet>")

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import current_app, request
+from flask import request
 
 from dicomrst.backends.base import Backend
 from dicomrst.backends.base import NotFound as BackendNotFound
 from dicomrst.web.proxy import FORWARDED_PREFIX
+from dicomrst.web.state import app_state
 
 
 def backend_for(aet: str) -> Backend:
-    backends: dict[str, Backend] = current_app.extensions["dicomrst.backends"]
-    backend = backends.get(aet)
+    backend = app_state().backends.get(aet)
     if backend is None:
         raise BackendNotFound(f"unknown AET {aet!r}")
     return backend
@@ -23,7 +23,7 @@ def aet_root_url(aet: str) -> str:
     trusted proxy's X-Forwarded-* headers were applied), then base-path."""
     # A trusted proxy's X-Forwarded-Prefix is the external path of base-path (the proxy maps its location
     # onto base-path, or strips it when base-path is /), so it replaces base-path instead of preceding it.
-    aets_path = "/aets" if request.environ.get(FORWARDED_PREFIX) else current_app.config["DICOMRST_AETS_PATH"]
+    aets_path = "/aets" if request.environ.get(FORWARDED_PREFIX) else app_state().aets_path
     return f"{request.url_root.rstrip('/')}{aets_path}/{quote(aet, safe='')}"
 
 
@@ -32,7 +32,7 @@ def client_path() -> str:
     location onto base-path, so the client never saw base-path: it is replaced by the prefix."""
     path = request.path
     if request.environ.get(FORWARDED_PREFIX):
-        base_path = current_app.config["DICOMRST_AETS_PATH"].rsplit("/aets", 1)[0]
+        base_path = app_state().base_path
         if base_path and (path == base_path or path.startswith(base_path + "/")):
             path = path[len(base_path):]
     return request.script_root + path
@@ -40,7 +40,7 @@ def client_path() -> str:
 
 def aet_in_path() -> str | None:
     """The ``{aet}`` of a request under ``/aets/{aet}``, routed or not."""
-    prefix = current_app.config["DICOMRST_AETS_PATH"] + "/"
+    prefix = app_state().aets_path + "/"
     if not request.path.startswith(prefix):
         return None
     return request.path[len(prefix):].split("/", 1)[0] or None

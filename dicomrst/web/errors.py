@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from dicomrst.backends.base import (
@@ -21,6 +21,7 @@ from dicomrst.dicomweb.query import QueryError
 from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
 from dicomrst.web.context import aet_in_path, client_path
+from dicomrst.web.state import app_state
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _http_error(error: HTTPException) -> Response:
 
 def _not_found_message() -> str:
     aet = aet_in_path()
-    if aet is not None and aet not in current_app.extensions["dicomrst.backends"]:
+    if aet is not None and aet not in app_state().backends:
         return f"unknown AET {aet!r}"
     return f"no such resource: {client_path()}"
 

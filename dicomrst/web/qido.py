@@ -1,9 +1,8 @@
 """QIDO-RS (PS3.18 10.6): the six search resources, streamed as the PACS answers."""
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from flask import Blueprint, Response, request
 from pydicom import Dataset
@@ -12,7 +11,7 @@ from dicomrst.backends.base import SearchNotes
 from dicomrst.dicomweb.dicom_json import dataset_to_json, encode_json_array
 from dicomrst.dicomweb.media import QidoMediaType, negotiate_qido
 from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
-from dicomrst.dicomweb.query import QidoQuery, QueryLevel, parse_qido_query
+from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.dicomweb.uids import checked_uid, is_valid_uid
 from dicomrst.dicomweb.xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
@@ -62,7 +61,7 @@ def _search(aet: str, level: QueryLevel, study_uid: str | None = None, series_ui
     media_type = negotiate_qido(request.headers.get("Accept"))
     query = parse_qido_query(level, request.args.items(multi=True), study_uid=study_uid, series_uid=series_uid)
     notes = SearchNotes()
-    matches = primed(_page(backend.search(query, notes), query))
+    matches = primed(backend.search(query, notes))
     root = aet_root_url(aet)
     with_urls = (_with_retrieve_url(match, root, level) for match in matches)
     # The first match (or the end) is in hand, so the notes of the negotiation are complete.
@@ -84,18 +83,6 @@ def warning_header(text: str) -> str:
     named it (RFC 7234 5.5's warn-agent). Quotes and backslashes in the text are escaped."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'299 {request.host}: "{escaped}"'
-
-
-def _page(matches: Iterator[Dataset], query: QidoQuery) -> Iterator[Dataset]:
-    """offset and limit, applied here since C-FIND cannot page; the rest of the C-FIND is cancelled
-    (by closing the association) once the page is full."""
-    stop = None if query.limit is None else query.offset + query.limit
-    try:
-        yield from itertools.islice(matches, query.offset, stop)
-    finally:
-        close = getattr(matches, "close", None)
-        if close is not None:
-            close()
 
 
 def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from dicomrst.backends.base import StoreSession
@@ -17,6 +17,7 @@ from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, 
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
+from dicomrst.web.state import app_state
 from dicomrst.web.streaming import read_ahead
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _store(aet: str, study_uid: str | None) -> Response:
     backend = backend_for(aet)
     boundary = _boundary()
     response_type = negotiate_stow_response(request.headers.get("Accept"))
-    limit = current_app.config["DICOMRST"].server.http.max_upload_size
+    limit = app_state().config.server.http.max_upload_size
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(f"the body of {request.content_length} bytes exceeds the limit of {limit} bytes")
     report = StoreReport()

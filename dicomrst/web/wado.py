@@ -70,8 +70,10 @@ def _uids_of(part10: bytes) -> tuple[str, str, str]:
             str(header.get("SOPInstanceUID", "")))
 
 
-def _retrieve(aet: str, selection: InstanceSelection) -> Iterator[bytes]:
-    return _in_path(selection, backend_for(aet).retrieve(selection))
+def _retrieve(aet: str, selection: InstanceSelection, service: str = "retrieve") -> Iterator[bytes]:
+    """``service`` is the backend's retrieve, metadata or frames: the same instances, which a backend
+    (or a cache) may give more cheaply for the last two."""
+    return _in_path(selection, getattr(backend_for(aet), service)(selection))
 
 
 def _instance_url(root: str, part10: bytes) -> str:
@@ -166,7 +168,7 @@ def _metadata(aet: str, selection: InstanceSelection) -> Response:
     backend_for(aet)
     media_type = negotiate_qido(request.headers.get("Accept"))
     root = aet_root_url(aet)
-    instances = primed(_retrieve(aet, selection))
+    instances = primed(_retrieve(aet, selection, "metadata"))
     if media_type is QidoMediaType.JSON:
         documents = (instance_metadata(part10, _instance_url(root, part10)) for part10 in instances)
         return Response(encode_json_array(documents), mimetype="application/dicom+json")
@@ -192,7 +194,7 @@ def _only(items: Iterator[T]) -> T:
 
 
 def _single_instance(aet: str, selection: InstanceSelection) -> bytes:
-    return _only(_retrieve(aet, selection))
+    return _only(_retrieve(aet, selection, "frames"))
 
 
 @blueprint.get(INSTANCE + "/frames/<frame_list>")

@@ -25,7 +25,8 @@ from pydicom import Dataset, dcmread
 
 from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.spool import spool_root
-from dicomrst.config import DimseAetConfig, parse_config
+from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.config import parse_config
 from tests.integration.conftest import HUNG_TIMEOUT_MS, KnownData
 from tests.integration.dicom_json import value
 from tests.integration.multipart import parse_multipart

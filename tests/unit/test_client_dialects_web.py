@@ -13,7 +13,7 @@ from pydicom import Dataset
 
 from dicomrst.backends.base import StoreOutcome, StoreSession
 from dicomrst.sample_pacs.studies import generate_study
-from tests.unit.test_web import ScriptedBackend, client_for, study
+from tests.unit.fakes import ScriptedBackend, client_for, study
 
 ORTHANC_BOUNDARY = "9ab04b14-998e-4fee-9019-e8848abf0ed0-9ab04b14-998e-4fee-9019-e8848abf0ed0"
 JAVA_ACCEPT = "text/html, image/gif, image/jpeg, */*; q=.2"

@@ -3,7 +3,9 @@ import logging
 import pytest
 import yaml
 
-from dicomrst.config import ConfigError, DimseAetConfig, S3AetConfig, load_config, parse_config
+from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.backends.s3.config import S3AetConfig
+from dicomrst.config import ConfigError, load_config, parse_config
 
 MINIMAL = {"aets": [{"aet": "PACS", "host": "pacs.local", "port": 104}]}
 

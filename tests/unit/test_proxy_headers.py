@@ -2,7 +2,7 @@
 used, never the internal one behind a proxy prefix; QIDO attributes in ascending tag order."""
 from __future__ import annotations
 
-from tests.unit.test_web import ScriptedBackend, client_for, study
+from tests.unit.fakes import ScriptedBackend, client_for, study
 
 TRUSTED = {"REMOTE_ADDR": "10.1.2.3"}
 UNTRUSTED = {"REMOTE_ADDR": "192.168.1.5"}

@@ -5,6 +5,7 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_has_tag, tag_for_keyword
 from pynetdicom.dsutils import encode
 
+from dicomrst.backends.dimse.identifier import cfind_identifier
 from dicomrst.dicomweb import qido_attributes
 from dicomrst.dicomweb.query import (
     QidoQuery,
@@ -23,7 +24,7 @@ def q(level: QueryLevel = STUDY, *params: tuple[str, str], study: str | None = N
 
 
 def ident(level: QueryLevel = STUDY, *params: tuple[str, str], **scope: str) -> Dataset:
-    return q(level, *params, **scope).identifier
+    return cfind_identifier(q(level, *params, **scope))
 
 
 def bad(level: QueryLevel, *params: tuple[str, str], **scope: str) -> QueryError:
@@ -203,7 +204,7 @@ def test_includefield_all(level, scope, present):
     query = q(level, ("includefield", "all"), **scope)
     assert query.include_all
     for keyword in present:
-        assert is_empty_key(query.identifier, keyword), keyword
+        assert is_empty_key(cfind_identifier(query), keyword), keyword
 
 
 def test_includefield_all_scoped_series_omits_study_extras():
@@ -515,7 +516,7 @@ def test_query_retrieve_level_includefield_is_harmless():
 
 def test_content_negotiation_parameters_are_left_to_the_web_layer():
     query = q(STUDY, ("accept", "application/dicom+json"), ("charset", "utf-8"))
-    assert "accept" not in str(query.identifier)
+    assert "accept" not in str(cfind_identifier(query))
 
 
 # --- limit, offset, fuzzymatching ------------------------------------------------------
@@ -639,8 +640,8 @@ def _check_only_query_errors(scope, params):
     except QueryError as error:
         assert str(error)
         return
-    assert query.identifier.QueryRetrieveLevel == level.value
-    assert encode(query.identifier, True, True) is not None  # always sendable
+    assert cfind_identifier(query).QueryRetrieveLevel == level.value
+    assert encode(cfind_identifier(query), True, True) is not None  # always sendable
 
 
 @given(_SCOPES, st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30)), max_size=5))
@@ -655,19 +656,19 @@ def test_plausible_queries_only_raise_query_error(scope, params):
 
 def test_a_private_attribute_as_return_key_brings_its_creator():
     query = parse_qido_query(STUDY, [("includefield", "00091001")])
-    assert query.identifier[0x00091001].VR == "UN" and query.identifier[0x00091001].value in (None, b"")
-    assert query.identifier[0x00090010].VR == "LO" and query.identifier[0x00090010].value in (None, "")
+    assert cfind_identifier(query)[0x00091001].VR == "UN" and cfind_identifier(query)[0x00091001].value in (None, b"")
+    assert cfind_identifier(query)[0x00090010].VR == "LO" and cfind_identifier(query)[0x00090010].value in (None, "")
 
 
 def test_matching_on_a_private_attribute_with_its_creator():
     query = parse_qido_query(STUDY, [("00090010", "ACME 1.0"), ("00091001", "RESEARCH*")])
     for implicit in (True, False):
-        assert encode(query.identifier, implicit, True) is not None
-    assert query.identifier[0x00090010].value == "ACME 1.0"
-    assert query.identifier[0x00091001].VR == "LO" and query.identifier[0x00091001].value == "RESEARCH*"
+        assert encode(cfind_identifier(query), implicit, True) is not None
+    assert cfind_identifier(query)[0x00090010].value == "ACME 1.0"
+    assert cfind_identifier(query)[0x00091001].VR == "LO" and cfind_identifier(query)[0x00091001].value == "RESEARCH*"
 
 
 def test_a_private_attribute_in_a_sequence_item_brings_its_creator_into_the_item():
     query = parse_qido_query(SERIES, [("includefield", "RequestAttributesSequence.00431001")])
-    item = query.identifier.RequestAttributesSequence[0]
+    item = cfind_identifier(query).RequestAttributesSequence[0]
     assert 0x00431001 in item and 0x00430010 in item

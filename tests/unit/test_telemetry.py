@@ -12,7 +12,7 @@ import sentry_sdk
 
 from dicomrst import create_app
 from dicomrst.config import parse_config
-from tests.unit.test_web import ScriptedBackend
+from tests.unit.fakes import ScriptedBackend
 
 
 class Envelopes(http.server.BaseHTTPRequestHandler):
@@ -44,8 +44,7 @@ def sentry_server() -> Iterator[int]:
 def test_unexpected_errors_reach_sentry(sentry_server: int):
     config = parse_config({"telemetry": {"sentry": f"http://publickey@127.0.0.1:{sentry_server}/1"},
                            "aets": [{"aet": "PACS", "host": "h", "port": 1}]})
-    app = create_app(config)
-    app.extensions["dicomrst.backends"] = {"PACS": ScriptedBackend([], error_after=RuntimeError("kaboom 4711"))}
+    app = create_app(config, backends={"PACS": ScriptedBackend([], error_after=RuntimeError("kaboom 4711"))})
     response = app.test_client().get("/aets/PACS/studies")
     assert response.status_code == 500 and "kaboom" not in response.get_data(as_text=True)
     sentry_sdk.flush(timeout=5)

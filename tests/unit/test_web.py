@@ -1,64 +1,18 @@
 """The web layer over a scripted backend: status mapping, paging, streaming and closing."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
-from pydicom import Dataset
 
 from dicomrst import create_app
 from dicomrst.backends.base import (
-    Backend,
-    InstanceSelection,
     BackendBusy,
     BackendProtocolError,
     BackendTimeout,
     BackendUnavailable,
-    Health,
 )
 from dicomrst.config import parse_config
-from dicomrst.dicomweb.query import QidoQuery
-
-
-def study(number: int) -> Dataset:
-    match = Dataset()
-    match.StudyInstanceUID = f"1.2.3.{number}"
-    match.PatientName = f"Patient^{number}"
-    return match
-
-
-class ScriptedBackend(Backend):
-    def __init__(self, matches: list[Dataset], error_after: Exception | None = None) -> None:
-        self.aet = "PACS"
-        self.matches = matches
-        self.error_after = error_after
-        self.closed = False
-        self.queries: list[QidoQuery] = []
-
-    def health(self) -> Health:
-        return Health(True, "fine")
-
-    def search(self, query: QidoQuery, notes) -> Iterator[Dataset]:
-        self.queries.append(query)
-        try:
-            yield from self.matches
-            if self.error_after is not None:
-                raise self.error_after
-        finally:
-            self.closed = True
-
-    def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
-        raise NotImplementedError
-
-    def store_session(self):
-        raise NotImplementedError
-
-
-def client_for(backend: Backend, **http):
-    config = parse_config({"server": {"http": http}, "aets": [{"aet": "PACS", "host": "h", "port": 1}]})
-    app = create_app(config)
-    app.extensions["dicomrst.backends"] = {"PACS": backend}
-    return app.test_client()
+from tests.unit.fakes import ScriptedBackend, client_for, study
 
 
 def test_limit_and_offset_close_the_search_early():
@@ -137,7 +91,8 @@ def test_cors_origins_are_configurable():
 
 
 def test_aets_detail_on_request():
-    client = client_for(ScriptedBackend([]))
+    # The backends the config builds describe themselves (nothing is contacted to do so).
+    client = create_app(parse_config({"aets": [{"aet": "PACS", "host": "h", "port": 1}]})).test_client()
     assert client.get("/aets").get_json() == ["PACS"]
     assert client.get("/aets?detail=true").get_json() == [{"aet": "PACS", "backend": "DIMSE", "host": "h", "port": 1}]
 
@@ -171,8 +126,7 @@ def auth_client(monkeypatch):
         ]}}},
         "aets": [{"aet": "PACS", "host": "h", "port": 1}, {"aet": "OTHER", "host": "h", "port": 2}],
     })
-    app = create_app(config)
-    app.extensions["dicomrst.backends"] = {"PACS": ScriptedBackend([study(1)]), "OTHER": ScriptedBackend([study(2)])}
+    app = create_app(config, backends={"PACS": ScriptedBackend([study(1)]), "OTHER": ScriptedBackend([study(2)])})
     return app.test_client()
 
 

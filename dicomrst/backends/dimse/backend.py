@@ -17,9 +17,11 @@ from dicomrst.backends.base import (
     InstanceSelection,
     SearchNotes,
     StoreSession,
+    paged,
 )
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
+from dicomrst.backends.dimse.identifier import cfind_identifier
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, QueryOptions, agreed_query_options, find
 from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
@@ -27,12 +29,16 @@ from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
-from dicomrst.config import DimseAetConfig, ReceiverConfig
+from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.config import ReceiverConfig
+from dicomrst.dicomweb.charset import UTF8_CHARSET
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.metrics import MOVES_IN_FLIGHT, dimse_operation
 
 
 class DimseBackend(Backend):
+    kind = "DIMSE"
+
     def __init__(self, config: DimseAetConfig, calling_aet: str, receiver: ReceiverConfig | None) -> None:
         """``receiver`` is the Storage SCP this PACS moves to; None when the gateway has none."""
         self.config = config
@@ -56,6 +62,9 @@ class DimseBackend(Backend):
             return Health(False, str(error))
         return Health(True, f"C-ECHO to {self.peer} succeeded")
 
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "host": self.config.host, "port": self.config.port}
+
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         timeout = self.config.qido_rs.timeout / 1000
         with dimse_operation(self.aet, "C-FIND"), self.slots.hold(self._pool_timeout):
@@ -64,7 +73,7 @@ class DimseBackend(Backend):
             ) as association:
                 if query.fuzzy_matching and not agreed_query_options(association).fuzzy_matching:
                     notes.warn(FUZZY_MATCHING_NOT_SUPPORTED)
-                yield from find(association, _asking_for_utf8(query.identifier), timeout)
+                yield from paged(find(association, _asking_for_utf8(cfind_identifier(query)), timeout), query)
 
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
@@ -104,7 +113,7 @@ def _asking_for_utf8(identifier: Dataset) -> Dataset:
     if "SpecificCharacterSet" in identifier:
         return identifier
     request = copy.copy(identifier)
-    request.SpecificCharacterSet = "ISO_IR 192"
+    request.SpecificCharacterSet = UTF8_CHARSET
     return request
 
 

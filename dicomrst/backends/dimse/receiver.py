@@ -42,7 +42,8 @@ from dicomrst.backends.dimse.spool import (
     spool_base,
     spool_root,
 )
-from dicomrst.config import Config, DimseAetConfig, ReceiverConfig
+from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.config import Config, ReceiverConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,3 +1,3 @@
-from dicomrst.backends.s3.backend import S3Backend
+"""The S3 backend: a bucket in DICOM-RST's layout (``backend.py``).
 
-__all__ = ["S3Backend"]
+Kept free of imports so that the config (read in gunicorn's master) can use ``config.py`` without boto3."""

@@ -16,7 +16,6 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from pydicom import Dataset
 
 from dicomrst.backends.base import (
     Backend,
@@ -27,15 +26,12 @@ from dicomrst.backends.base import (
     Health,
     InstanceSelection,
     NotFound,
-    SearchNotes,
-    NotSupported,
     StoreOutcome,
     StoreSession,
 )
 from dicomrst.backends.s3.client import MissingCredentials, make_client
 from dicomrst.backends.s3.keys import instance_key, selection_prefix
-from dicomrst.config import S3AetConfig
-from dicomrst.dicomweb.query import QidoQuery
+from dicomrst.backends.s3.config import S3AetConfig
 from dicomrst.dicomweb.stow import FAILURE_CANNOT_UNDERSTAND, FAILURE_OUT_OF_RESOURCES, UploadedInstance
 
 log = logging.getLogger(__name__)
@@ -60,6 +56,8 @@ def backend_error(error: Exception, what: str) -> BackendError:
 
 
 class S3Backend(Backend):
+    kind = "S3"
+
     def __init__(self, config: S3AetConfig) -> None:
         self.config = config
         self.aet = config.aet
@@ -80,9 +78,6 @@ class S3Backend(Backend):
         except (MissingCredentials, BotoCoreError, ClientError) as error:
             return Health(False, str(backend_error(error, f"bucket {self.config.bucket} at {self.config.endpoint}")))
         return Health(True, f"bucket {self.config.bucket} at {self.config.endpoint} answers")
-
-    def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
-        raise NotSupported("QIDO-RS is not available for S3 AETs: a bucket has no index to search")
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
         if selection.sop_uid is not None:

@@ -8,7 +8,7 @@ from botocore import UNSIGNED
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
-from dicomrst.config import S3AetConfig, S3Credentials
+from dicomrst.backends.s3.config import S3AetConfig, S3Credentials
 
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
