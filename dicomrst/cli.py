@@ -28,7 +28,7 @@ from dicomrst.config import (
 from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.processes import Listener, PortInUse, check_ports_free, die_with_parent
 from dicomrst.runtime import runtime_directory
-from dicomrst.serving import needs_receiver
+from dicomrst.receiver_process import needs_receiver
 
 GUNICORN_CONFIG = "etc/gunicorn.conf.py"
 

@@ -46,7 +46,7 @@ def on_starting(server):
     shared by all workers, so the master starts it, once."""
     global _receiver
     from dicomrst.processes import Listener, PortInUse, check_ports_free
-    from dicomrst.serving import receiver_listeners, start_receiver_process
+    from dicomrst.receiver_process import receiver_listeners, start_receiver_process
 
     http = [Listener(address[0], address[1], "the gateway's HTTP server (server.http.port or -b)")
             for address in server.cfg.address if isinstance(address, tuple)]
@@ -83,7 +83,7 @@ def child_exit(server, worker):
 def on_exit(server):
     from dicomrst.backends.dimse.slot_files import default_slot_directory, remove_unused_slots
     from dicomrst.backends.dimse.config import DimseAetConfig
-    from dicomrst.serving import stop_receiver_process
+    from dicomrst.receiver_process import stop_receiver_process
 
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
     stop_receiver_process(_receiver, 30)

@@ -15,7 +15,8 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels import as_pixel_options, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
 
-from .transcode import TranscodeError, can_produce, little_endian_pixels, read_instance
+from .part10 import TranscodeError, read_instance
+from .transcode import can_produce, little_endian_pixels
 
 __all__ = [
     "FRAME_MEDIA_TYPES",

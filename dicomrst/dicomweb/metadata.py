@@ -22,8 +22,8 @@ from pydicom.dataelem import DataElement
 
 from .charset import UTF8_CHARSET
 from .frames import decoded_colour_attributes
-from .transcode import PIXEL_DATA_TAGS, read_instance
-from .xml import BulkDataUri, ElementPath, dataset_to_xml
+from .part10 import PIXEL_DATA_TAGS, read_instance
+from .dicom_xml import BulkDataUri, ElementPath, dataset_to_xml
 
 __all__ = [
     "MAX_NESTING",

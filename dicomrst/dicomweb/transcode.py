@@ -11,11 +11,10 @@ An instance without pixel data can be labelled with any of these syntaxes.
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Sequence
 from typing import Any
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.filewriter import dcmwrite
 from pydicom.pixels import get_decoder, get_encoder, pixel_array
@@ -32,6 +31,12 @@ from pydicom.uid import (
 )
 
 from .media import is_known_transfer_syntax
+from .part10 import PIXEL_DATA_TAGS, TranscodeError, read_instance, transfer_syntax_of
+
+__all__ = [
+    "NATIVE_TRANSFER_SYNTAXES", "PIXEL_DATA_TAGS", "TranscodeError", "can_produce", "choose_transfer_syntax",
+    "little_endian_pixels", "read_instance", "transcode", "transfer_syntax_of",
+]
 
 __all__ = [
     "NATIVE_TRANSFER_SYNTAXES",
@@ -60,52 +65,10 @@ _LOSSLESS_ENCODING_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 _PIXEL_DATA = 0x7FE00010
-# Pixel Data, Float Pixel Data, Double Float Pixel Data.
-PIXEL_DATA_TAGS = frozenset({_PIXEL_DATA, 0x7FE00008, 0x7FE00009})
 _SWAP_UNIT_BY_VR = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
-
-_PREAMBLE_AND_PREFIX = 132
-_TRANSFER_SYNTAX_UID = 0x00020010
-# Explicit VR elements whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
-_LONG_LENGTH_VRS = frozenset(
-    vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
-)
-
-
-class TranscodeError(Exception):
-    """The instance cannot be converted to the requested transfer syntax."""
-
 
 def _name(uid: str) -> str:
     return UID(uid).name if is_known_transfer_syntax(uid) else uid
-
-
-def transfer_syntax_of(part10: bytes) -> str:
-    """The Transfer Syntax UID in the File Meta Information, read without parsing the dataset."""
-    if part10[128:_PREAMBLE_AND_PREFIX] != b"DICM":
-        raise TranscodeError("not a DICOM Part-10 object (no DICM prefix)")
-    offset = _PREAMBLE_AND_PREFIX
-    # The File Meta Information is always Explicit VR Little Endian (PS3.10 7.1).
-    while offset + 8 <= len(part10):
-        group, element = struct.unpack_from("<HH", part10, offset)
-        if group != 0x0002:
-            break
-        vr = part10[offset + 4 : offset + 6]
-        if not (vr.isalpha() and vr.isupper()):
-            # Some old writers encoded the meta group in Implicit VR, against PS3.10.
-            (length,) = struct.unpack_from("<L", part10, offset + 4)
-            value_offset = offset + 8
-        elif vr in _LONG_LENGTH_VRS:
-            (length,) = struct.unpack_from("<L", part10, offset + 8)
-            value_offset = offset + 12
-        else:
-            (length,) = struct.unpack_from("<H", part10, offset + 6)
-            value_offset = offset + 8
-        if (group << 16 | element) == _TRANSFER_SYNTAX_UID:
-            value = part10[value_offset : value_offset + length]
-            return value.rstrip(b"\x00 ").decode("ascii", "replace")
-        offset = value_offset + length
-    raise TranscodeError("the File Meta Information has no Transfer Syntax UID")
 
 
 def _decoder_available(uid: str) -> bool:
@@ -207,14 +170,6 @@ def _swap_byte_order(ds: Dataset, source_big_endian: bool) -> None:
                 _swap_byte_order(item, source_big_endian)
         else:
             _swap_element(ds, elem, source_big_endian)
-
-
-def read_instance(part10: bytes, **dcmread_options: Any) -> Dataset:
-    """The dataset of a stored Part-10 object (`dcmread_options` as for pydicom's dcmread)."""
-    try:
-        return dcmread(io.BytesIO(part10), **dcmread_options)
-    except Exception as exc:
-        raise TranscodeError("the stored instance cannot be read") from exc
 
 
 def _write(ds: Dataset) -> bytes:

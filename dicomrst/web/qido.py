@@ -13,7 +13,7 @@ from dicomrst.dicomweb.media import QidoMediaType, negotiate_qido
 from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.dicomweb.uids import checked_uid, is_valid_uid
-from dicomrst.dicomweb.xml import dataset_to_xml
+from dicomrst.dicomweb.dicom_xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
 from dicomrst.web.streaming import primed
 

@@ -15,7 +15,7 @@ from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response, p
 from dicomrst.dicomweb.multipart_reader import MAX_BOUNDARY_LENGTH, MultipartError
 from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, SpooledPart, StoreReport, spool_parts
 from dicomrst.dicomweb.uids import checked_uid
-from dicomrst.dicomweb.xml import dataset_to_xml
+from dicomrst.dicomweb.dicom_xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
 from dicomrst.web.state import app_state
 from dicomrst.web.streaming import read_ahead

@@ -26,7 +26,7 @@ from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata, instan
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.transcode import TranscodeError, choose_transfer_syntax, transcode, transfer_syntax_of
 from dicomrst.dicomweb.uids import checked_uid
-from dicomrst.dicomweb.zip import zip_stream
+from dicomrst.dicomweb.zip_stream import zip_stream
 from dicomrst.web.context import aet_root_url, backend_for
 from dicomrst.web.streaming import primed
 

@@ -16,7 +16,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
 from dicomrst.dicomweb.frames import frame_media_type
-from dicomrst.dicomweb.xml import NATIVE_DICOM_NS
+from dicomrst.dicomweb.dicom_xml import NATIVE_DICOM_NS
 from tests.integration.conftest import part10
 from tests.integration.dicom_json import value
 from tests.integration.multipart import parse_multipart

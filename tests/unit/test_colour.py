@@ -27,7 +27,7 @@ from dicomrst.dicomweb import frames as frames_module
 from dicomrst.dicomweb.frames import decoded_colour_attributes, decodes_frames, extract_frames
 from dicomrst.dicomweb.metadata import instance_metadata, instance_metadata_xml
 from dicomrst.dicomweb.transcode import TranscodeError, can_produce, transcode, transfer_syntax_of
-from dicomrst.dicomweb.xml import NATIVE_DICOM_NS
+from dicomrst.dicomweb.dicom_xml import NATIVE_DICOM_NS
 
 URL = "https://gw.example/aets/PACS/rs/studies/1.2/series/1.2.3/instances/1.2.3.4"
 NS = {"n": NATIVE_DICOM_NS}

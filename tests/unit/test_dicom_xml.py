@@ -10,7 +10,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pynetdicom.dsutils import decode, encode
 
-from dicomrst.dicomweb.xml import NATIVE_DICOM_NS, dataset_to_xml
+from dicomrst.dicomweb.dicom_xml import NATIVE_DICOM_NS, dataset_to_xml
 
 NS = {"n": NATIVE_DICOM_NS}
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"

@@ -25,7 +25,7 @@ from dicomrst.dicomweb.metadata import (
     instance_metadata_xml,
     parse_bulkdata_path,
 )
-from dicomrst.dicomweb.xml import NATIVE_DICOM_NS, dataset_to_xml
+from dicomrst.dicomweb.dicom_xml import NATIVE_DICOM_NS, dataset_to_xml
 
 URL = "https://gw.example/aets/PACS/rs/studies/1.2/series/1.2.3/instances/1.2.3.4"
 NS = {"n": NATIVE_DICOM_NS}

@@ -16,7 +16,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND
-from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.file_names import safe_name
 from dicomrst.backends.dimse.retrieve_status import (
     PENDING,
     final_status_error,

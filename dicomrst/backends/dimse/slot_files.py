@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.file_names import safe_name
 from dicomrst.runtime import remove_if_empty, runtime_directory
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicomrst.backends.base import InstanceSelection
-from dicomrst.backends.dimse.names import safe_name
+from dicomrst.backends.dimse.file_names import safe_name
 from dicomrst.runtime import process_alive, remove_if_empty, runtime_directory
 from dicomrst.config import ReceiverConfig
 
