@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import Association, _config
+from pynetdicom import Association
 from pynetdicom.presentation import StoragePresentationContexts
 
 from dicomrst.backends.base import BackendError, StoreOutcome, StoreSession
@@ -27,9 +27,6 @@ from dicomrst.metrics import dimse_operation
 
 log = logging.getLogger(__name__)
 
-# Send instances from their files in PDU-sized chunks instead of decoding them: memory stays at a
-# chunk whatever the instance size, and no time goes into decoding and encoding.
-_config.STORE_SEND_CHUNKED_DATASET = True
 # Sent from the file as they are, these syntaxes reach the PACS undecodable (seen with Orthanc: implicit
 # and big endian refused with 0xA900, deflated never answered), so such instances are decoded and
 # re-encoded by pynetdicom instead.
