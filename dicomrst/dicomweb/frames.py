@@ -15,6 +15,7 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels import as_pixel_options, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
 
+from dicomrst.messages import shown
 from .part10 import TranscodeError, read_instance
 from .transcode import can_produce, little_endian_pixels
 
@@ -78,10 +79,6 @@ def frame_media_type(ts: str) -> str:
         raise FrameError(f"frames stored in transfer syntax {ts} cannot be retrieved") from None
 
 
-def _shown(piece: str) -> str:
-    return repr(piece if len(piece) <= 20 else piece[:17] + "...")
-
-
 def parse_frame_list(text: str) -> list[int]:
     """The 1-based frame numbers of a `{frames}` path segment such as `1,3,5`, in the order given."""
     if text.count(",") >= MAX_FRAMES_PER_REQUEST:
@@ -89,10 +86,10 @@ def parse_frame_list(text: str) -> list[int]:
     numbers = []
     for piece in text.split(","):
         if _FRAME_NUMBER.fullmatch(piece) is None:
-            raise FrameError(f"{_shown(piece)} is not a frame number")
+            raise FrameError(f"{shown(piece, 20)} is not a frame number")
         number = int(piece)
         if number < 1:
-            raise FrameError(f"{_shown(piece)} is not a frame number; frames are numbered from 1")
+            raise FrameError(f"{shown(piece, 20)} is not a frame number; frames are numbered from 1")
         numbers.append(number)
     return numbers
 

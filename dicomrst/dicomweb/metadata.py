@@ -20,6 +20,7 @@ from typing import Any
 from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 
+from dicomrst.messages import shown
 from .charset import UTF8_CHARSET
 from .frames import decoded_colour_attributes
 from .part10 import PIXEL_DATA_TAGS, read_instance
@@ -77,23 +78,19 @@ def bulkdata_uri(instance_url: str, element_path: Sequence[int | tuple[int, int]
     return f"{instance_url.rstrip('/')}/bulkdata/{bulkdata_path(element_path)}"
 
 
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
 def parse_bulkdata_path(path: str) -> ElementPath:
     """The element path a bulk data URI's path names; the inverse of `bulkdata_path`."""
     segments = path.split("/")
     if len(segments) % 2 == 0 or len(segments) > 2 * MAX_NESTING + 1:
-        raise BulkDataPathError(f"bulk data path {_shown(path)} is not TAG or SEQTAG/INDEX/.../TAG")
+        raise BulkDataPathError(f"bulk data path {shown(path, 40)} is not TAG or SEQTAG/INDEX/.../TAG")
     tags = segments[0::2]
     indexes = segments[1::2]
     for tag in tags:
         if _TAG.fullmatch(tag) is None:
-            raise BulkDataPathError(f"{_shown(tag)} in the bulk data path is not an 8-digit hex tag")
+            raise BulkDataPathError(f"{shown(tag, 40)} in the bulk data path is not an 8-digit hex tag")
     for index in indexes:
         if _ITEM_INDEX.fullmatch(index) is None:
-            raise BulkDataPathError(f"{_shown(index)} in the bulk data path is not an item index")
+            raise BulkDataPathError(f"{shown(index, 40)} in the bulk data path is not an item index")
     items = tuple((int(tag, 16), int(index)) for tag, index in zip(tags[:-1], indexes, strict=True))
     return (*items, int(tags[-1], 16))
 
@@ -196,5 +193,5 @@ def bulkdata_value(part10: bytes, path: str) -> bytes:
     top_tag = outermost[0] if isinstance(outermost, tuple) else outermost
     # Only the outermost element is parsed; the rest of the instance is skipped over.
     ds = read_instance(part10, specific_tags=[top_tag])
-    value = _find(ds, element_path, _shown(path)).value
+    value = _find(ds, element_path, shown(path, 40)).value
     return bytes(value) if value is not None else b""

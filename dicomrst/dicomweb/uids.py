@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from dicomrst.messages import shown
+
 # Leading zeros in a component are invalid per PS3.5 but occur in real archives; refusing them would
 # make such instances unreachable, and they are as safe to build keys from.
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -21,6 +23,5 @@ def is_valid_uid(value: str) -> bool:
 
 def checked_uid(value: str, name: str) -> str:
     if not is_valid_uid(value):
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        raise InvalidUID(f"{name} {shown!r} is not a valid UID (digits and dots, at most 64 characters)")
+        raise InvalidUID(f"{name} {shown(value, 80)} is not a valid UID (digits and dots, at most 64 characters)")
     return value

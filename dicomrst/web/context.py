@@ -7,6 +7,7 @@ from flask import request
 
 from dicomrst.backends.base import Backend
 from dicomrst.backends.base import NotFound as BackendNotFound
+from dicomrst.web.paths import aet_of_path
 from dicomrst.web.proxy import FORWARDED_PREFIX
 from dicomrst.web.state import app_state
 
@@ -40,7 +41,4 @@ def client_path() -> str:
 
 def aet_in_path() -> str | None:
     """The ``{aet}`` of a request under ``/aets/{aet}``, routed or not."""
-    prefix = app_state().aets_path + "/"
-    if not request.path.startswith(prefix):
-        return None
-    return request.path[len(prefix):].split("/", 1)[0] or None
+    return aet_of_path(request.path, app_state().aets_path)

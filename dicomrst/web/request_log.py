@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from dicomrst.web.paths import aet_of_path
+
 log = logging.getLogger("dicomrst.requests")
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -31,7 +33,7 @@ class RequestLog:
     def __init__(self, app: Any, aets_path: str, observers: Iterable[Observer] = (),
                  timeout_seconds: float | None = None) -> None:
         self.app = app
-        self.aets_prefix = aets_path.rstrip("/") + "/"
+        self.aets_path = aets_path
         self.observers = list(observers)
         self.timeout_seconds = timeout_seconds
 
@@ -53,9 +55,7 @@ class RequestLog:
                         deadline)
 
     def _aet(self, path: str) -> str:
-        if not path.startswith(self.aets_prefix):
-            return "-"
-        return path[len(self.aets_prefix):].split("/", 1)[0] or "-"
+        return aet_of_path(path, self.aets_path) or "-"
 
     def _done(self, environ: dict[str, Any], request_id: str, status: str, sent: int, broken: bool,
               started: float) -> None:

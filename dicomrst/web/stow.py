@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
+from dicomrst.messages import shown
 from dicomrst.backends.base import StoreSession
 from dicomrst.dicomweb.dicom_json import dataset_to_json
 from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response, parse_content_type
@@ -56,8 +57,7 @@ def _boundary() -> str:
         raise UnsupportedMediaType(f"STOW-RS takes multipart/related; type=\"{_DICOM}\", not {given}")
     part_type = content_type.params.get("type", _DICOM).strip().lower()
     if part_type != _DICOM:
-        shown = part_type if len(part_type) <= 64 else part_type[:61] + "..."
-        raise UnsupportedMediaType(f"only {_DICOM} parts are accepted, not {shown}")
+        raise UnsupportedMediaType(f"only {_DICOM} parts are accepted, not {shown(part_type)}")
     boundary = content_type.params.get("boundary")
     if not boundary:
         raise BadRequest("the multipart/related Content-Type has no boundary")
