@@ -10,12 +10,9 @@ from pynetdicom import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout
+from dicomrst.backends.dimse.statuses import FindStatus, is_find_pending
 
 STUDY_ROOT_FIND = str(StudyRootQueryRetrieveInformationModelFind)
-
-_PENDING = (0xFF00, 0xFF01)
-_SUCCESS = 0x0000
-_CANCELLED = 0xFE00
 
 
 @dataclass(frozen=True)
@@ -48,12 +45,12 @@ def find(association: Association, identifier: Dataset, timeout_seconds: float) 
         if "Status" not in status:
             raise _no_response(waited_since, timeout_seconds)
         code = int(status.Status)
-        if code in _PENDING:
+        if is_find_pending(code):
             if match is None:
                 raise BackendProtocolError("the PACS sent a C-FIND match that could not be decoded")
             yield match
             waited_since = time.monotonic()
-        elif code in (_SUCCESS, _CANCELLED):
+        elif code in (FindStatus.SUCCESS, FindStatus.CANCEL):
             return
         else:
             comment = status.get("ErrorComment", "")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,9 +29,8 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
 from dicomrst.backends.dimse.association import ExtendedNegotiation, Peer, RequestedContext, open_association
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
-from dicomrst.backends.dimse.move import retrieve_identifier
+from dicomrst.backends.dimse.retrieve_responses import RetrieveResponses, retrieve_identifier
 from dicomrst.backends.dimse.retrieve_status import (
-    PENDING,
     Holdings,
     final_status_error,
     holdings_anew,
@@ -41,6 +39,7 @@ from dicomrst.backends.dimse.retrieve_status import (
     needs_c_find,
 )
 from dicomrst.backends.dimse.slots import AssociationSlots
+from dicomrst.backends.dimse.statuses import StoreStatus
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +156,12 @@ def get_instances(
     arrivals: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
 
     def on_store(event: Any) -> int:
+        # The gateway is the Storage SCP of the C-GET's sub-operations (PS3.4 B.2.3).
         try:
             arrivals.put(event.encoded_dataset(), timeout=timeout_seconds)
         except queue.Full:
-            return 0xA700
-        return 0x0000
+            return StoreStatus.REFUSED_OUT_OF_RESOURCES
+        return StoreStatus.SUCCESS
 
     handlers = [(evt.EVT_C_STORE, on_store)]
     usual = _proposal([])
@@ -194,10 +194,10 @@ def _get(association: Association, selection: InstanceSelection, arrivals: queue
          survey: _Survey | None) -> Generator[bytes, None, tuple[Dataset, int, Holdings | None]]:
     """Yield each instance the C-GET brings; return its final response, the number delivered and, when
     the final response alone cannot tell "not found" from "could not send", what the PACS holds."""
-    outcome: dict[str, Any] = {}
-    reader = threading.Thread(target=_read_responses, args=(association, selection, arrivals, outcome, timeout_seconds),
-                              daemon=True)
-    reader.start()
+    identifier = retrieve_identifier(selection)
+    responses = RetrieveResponses("C-GET", lambda: association.send_c_get(identifier, STUDY_ROOT_GET), timeout_seconds,
+                                  on_finished=lambda: _finish(arrivals, timeout_seconds))
+    responses.start()
     delivered = 0
     while True:
         try:
@@ -208,9 +208,7 @@ def _get(association: Association, selection: InstanceSelection, arrivals: queue
             break
         delivered += 1
         yield item
-    if "error" in outcome:
-        raise outcome["error"]
-    final: Dataset = outcome["final"]
+    final = responses.final_response()
     holdings = None
     if needs_c_find(final, delivered):
         holdings = Holdings(survey.instances) if survey is not None else holdings_on(association, selection,
@@ -218,22 +216,11 @@ def _get(association: Association, selection: InstanceSelection, arrivals: queue
     return final, delivered, holdings
 
 
-def _read_responses(association: Association, selection: InstanceSelection, arrivals: queue.Queue[Any],
-                    outcome: dict[str, Any], timeout_seconds: float) -> None:
+def _finish(arrivals: queue.Queue[Any], timeout_seconds: float) -> None:
+    """Put ``_Finished`` on the queue once the responses are read. Queued behind any instance still
+    waiting, so the last ones are not overtaken; a consumer that went away leaves the queue full, and
+    this gives up after the timeout."""
     try:
-        for status, _ in association.send_c_get(retrieve_identifier(selection), STUDY_ROOT_GET):
-            if "Status" not in status:
-                outcome["error"] = BackendTimeout(f"the PACS sent no C-GET response within {timeout_seconds:g} s or aborted")
-                break
-            if int(status.Status) not in PENDING:
-                outcome["final"] = status
-                break
-    except Exception as error:
-        outcome["error"] = BackendProtocolError(f"C-GET failed: {error}")
-    finally:
-        # Queued behind any instance still waiting, so the last ones are not overtaken; a consumer
-        # that went away leaves the queue full, and this gives up after the timeout.
-        try:
-            arrivals.put(_Finished, timeout=timeout_seconds)
-        except queue.Full:
-            pass
+        arrivals.put(_Finished, timeout=timeout_seconds)
+    except queue.Full:
+        pass

@@ -3,27 +3,19 @@ move receiver, and stream each one from the spool as it lands."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-from pydicom import Dataset
-from pynetdicom import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from dicomrst.backends.base import BackendProtocolError, BackendTimeout, InstanceSelection
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND
 from dicomrst.backends.dimse.file_names import safe_name
-from dicomrst.backends.dimse.retrieve_status import (
-    PENDING,
-    final_status_error,
-    holdings_anew,
-    holdings_on,
-    needs_c_find,
-)
+from dicomrst.backends.dimse.retrieve_responses import RetrieveResponses, retrieve_identifier
+from dicomrst.backends.dimse.retrieve_status import final_status_error, holdings_anew, holdings_on, needs_c_find
 from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.spool import PendingMove, finish_move, register_move
 
@@ -33,66 +25,7 @@ STUDY_ROOT_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
 _POLL_SECONDS = 0.005
 
 
-def retrieve_identifier(selection: InstanceSelection) -> Dataset:
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = selection.level
-    identifier.StudyInstanceUID = selection.study_uid
-    if selection.series_uid is not None:
-        identifier.SeriesInstanceUID = selection.series_uid
-    if selection.sop_uid is not None:
-        identifier.SOPInstanceUID = selection.sop_uid
-    return identifier
-
-
-class MoveResponses:
-    """The C-MOVE responses, read on their own thread (a greenlet under gevent) while the caller
-    streams the instances that arrive meanwhile."""
-
-    def __init__(self, association: Association, identifier: Dataset, destination: str, message_id: int,
-                 timeout_seconds: float) -> None:
-        self.association = association
-        self.identifier = identifier
-        self.destination = destination
-        self.message_id = message_id
-        self.timeout_seconds = timeout_seconds
-        self.finished = threading.Event()
-        self.final: Dataset | None = None
-        self.error: Exception | None = None
-        self.last_response = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"c-move-{message_id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            responses = self.association.send_c_move(
-                self.identifier, self.destination, STUDY_ROOT_MOVE, msg_id=self.message_id
-            )
-            for status, _ in responses:
-                self.last_response = time.monotonic()
-                if "Status" not in status:
-                    self.error = BackendTimeout(
-                        f"the PACS sent no C-MOVE response within {self.timeout_seconds:g} s or aborted"
-                    )
-                    return
-                if int(status.Status) not in PENDING:
-                    self.final = status
-                    return
-        except Exception as error:
-            self.error = BackendProtocolError(f"C-MOVE failed: {error}")
-        finally:
-            self.finished.set()
-
-
-def _completed_suboperations(responses: MoveResponses) -> int | None:
-    final = responses.final
-    if final is None or final.get("NumberOfCompletedSuboperations") in (None, ""):
-        return None
-    return int(final.NumberOfCompletedSuboperations)
-
-
-def _stream_arrivals(move: PendingMove, responses: MoveResponses, timeout_seconds: float) -> Iterator[bytes]:
+def _stream_arrivals(move: PendingMove, responses: RetrieveResponses, timeout_seconds: float) -> Iterator[bytes]:
     """Yield instances as the receiver spools them, until the PACS reports the move complete and
     as many instances as it says it sent have arrived (a PACS that omits the message id may have its
     sub-operations of identical moves bound to either move, so they can trail the final response)."""
@@ -111,13 +44,13 @@ def _stream_arrivals(move: PendingMove, responses: MoveResponses, timeout_second
             last_activity = now
             continue
         if finished:
-            expected = _completed_suboperations(responses)
+            expected = responses.completed_suboperations
             if expected is None or delivered >= expected or responses.error is not None:
                 return
         if now - max(last_activity, responses.last_response) > timeout_seconds:
             if finished:
                 raise BackendProtocolError(
-                    f"the PACS reported {_completed_suboperations(responses)} instances sent, {delivered} arrived"
+                    f"the PACS reported {responses.completed_suboperations} instances sent, {delivered} arrived"
                 )
             raise BackendTimeout(f"no instance and no C-MOVE response from the PACS within {timeout_seconds:g} s")
         time.sleep(_POLL_SECONDS)
@@ -148,17 +81,18 @@ def move_instances(
         with open_association(peer, [STUDY_ROOT_MOVE, STUDY_ROOT_FIND], timeout_seconds) as association:
             if not any(c.abstract_syntax == STUDY_ROOT_MOVE for c in association.accepted_contexts):
                 raise BackendProtocolError("the PACS does not offer Study Root C-MOVE")
-            responses = MoveResponses(association, retrieve_identifier(selection), destination, move.message_id,
-                                      timeout_seconds)
+            identifier = retrieve_identifier(selection)
+            responses = RetrieveResponses(
+                "C-MOVE",
+                lambda: association.send_c_move(identifier, destination, STUDY_ROOT_MOVE, msg_id=move.message_id),
+                timeout_seconds, name=f"c-move-{move.message_id}",
+            )
             responses.start()
             delivered = 0
             for instance in _stream_arrivals(move, responses, timeout_seconds):
                 delivered += 1
                 yield instance
-            if responses.error is not None:
-                raise responses.error
-            final = responses.final
-            assert final is not None
+            final = responses.final_response()
             if needs_c_find(final, delivered):
                 holdings = holdings_on(association, selection, timeout_seconds)
         if needs_c_find(final, delivered) and holdings is None:

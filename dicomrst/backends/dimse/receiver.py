@@ -42,6 +42,7 @@ from dicomrst.backends.dimse.spool import (
     spool_base,
     spool_root,
 )
+from dicomrst.backends.dimse.statuses import StoreStatus
 from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.config import Config, ReceiverConfig
 
@@ -52,16 +53,11 @@ UNCOMPRESSED_TRANSFER_SYNTAXES = [str(uid) for uid in (ExplicitVRLittleEndian, I
                                                        DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)]
 DRAIN_SECONDS = 30
 
-# PS3.4 B.2.3: refusals a Storage SCP may answer with.
 
-STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_CANNOT_UNDERSTAND = 0xC000
-
-
-def _status(code: int, comment: str) -> Dataset:
+def _status(code: StoreStatus, comment: str) -> Dataset:
+    """A C-STORE refusal with its Error Comment (PS3.4 B.2.3)."""
     status = Dataset()
-    status.Status = code
+    status.Status = int(code)
     status.ErrorComment = comment[:64]
     return status
 
@@ -114,18 +110,18 @@ class StoreRouter:
             if directory is None:
                 log.warning("refused C-STORE of %s from %s: no move is waiting for it (message id %s)",
                             sop_uid, pacs_aet, message_id)
-                return _status(STATUS_OUT_OF_RESOURCES, "no pending move is waiting for this instance")
+                return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "no pending move is waiting for this instance")
             deliver(directory, sop_uid, event.encoded_dataset())
         except MoveGone:
             log.warning("refused C-STORE of %s from %s: its move has ended", sop_uid, pacs_aet)
-            return _status(STATUS_OUT_OF_RESOURCES, "the move this instance belongs to has ended")
+            return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "the move this instance belongs to has ended")
         except (AttributeError, KeyError, ValueError) as error:
             log.warning("refused C-STORE of %s from %s: %s", sop_uid, pacs_aet, error)
-            return _status(STATUS_CANNOT_UNDERSTAND, "the instance lacks its study or series UID")
+            return _status(StoreStatus.ERROR_CANNOT_UNDERSTAND, "the instance lacks its study or series UID")
         except OSError as error:
             log.error("could not spool C-STORE of %s from %s: %s", sop_uid, pacs_aet, error)
-            return _status(STATUS_OUT_OF_RESOURCES, "the gateway could not store the instance")
-        return STATUS_SUCCESS
+            return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "the gateway could not store the instance")
+        return StoreStatus.SUCCESS
 
 
 def _receiver_ae(receiver: ReceiverConfig, pacs_aets: list[str]) -> AE:

@@ -2,9 +2,10 @@
 
 A PACS that fails a retrieval without sending anything and without counting a failed sub-operation
 may mean "nothing matches" (several answer unknown UIDs that way rather than with an empty success)
-or "I have them but could not send them" (Orthanc answers both with 0xC000 and no counts). Only a
-C-FIND can tell these apart: the gateway asks one at the selection's level, on the retrieval's own
-association when the PACS accepted C-FIND there, and answers 404 only when it finds nothing.
+or "I have them but could not send them" (Orthanc answers both with Unable to Process, Cxxx, and no
+counts). Only a C-FIND can tell these apart: the gateway asks one at the selection's level, on the
+retrieval's own association when the PACS accepted C-FIND there, and answers 404 only when it finds
+nothing. Codes are named by ``statuses.MoveStatus``, whose codes C-GET shares (PS3.4 C.4.3.1.4).
 """
 from __future__ import annotations
 
@@ -17,15 +18,14 @@ from pynetdicom import Association
 from dicomrst.backends.base import BackendError, BackendProtocolError, InstanceSelection, NotFound
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, find
+from dicomrst.backends.dimse.retrieve_responses import retrieve_identifier, suboperation_count
+from dicomrst.backends.dimse.statuses import MoveStatus
 
 log = logging.getLogger(__name__)
 
-PENDING = (0xFF00,)
-SUCCESS = 0x0000
-CANCELLED = 0xFE00
-WARNING_SUBOPERATIONS_FAILED = 0xB000
-MOVE_DESTINATION_UNKNOWN = 0xA801
-
+# Statuses that say enough by themselves, with no C-FIND (the move destination is C-MOVE's alone).
+_EXPLAINED = frozenset({MoveStatus.SUCCESS, MoveStatus.CANCEL, MoveStatus.WARNING_SUBOPERATIONS_FAILED,
+                        MoveStatus.REFUSED_MOVE_DESTINATION_UNKNOWN, MoveStatus.PENDING})
 # The instance count a C-FIND returns at each level (PS3.4 C.6.1.1.4, C.6.1.1.5).
 _RELATED_INSTANCES = {"STUDY": "NumberOfStudyRelatedInstances", "SERIES": "NumberOfSeriesRelatedInstances"}
 _SUBOPERATIONS = ("NumberOfCompletedSuboperations", "NumberOfFailedSuboperations", "NumberOfWarningSuboperations")
@@ -41,8 +41,7 @@ class Holdings:
 
 
 def _count(status: Dataset, keyword: str) -> int:
-    value = status.get(keyword)
-    return int(value) if value not in (None, "") else 0
+    return suboperation_count(status, keyword) or 0
 
 
 def _counts(status: Dataset) -> str:
@@ -54,7 +53,7 @@ def needs_c_find(status: Dataset, delivered: int) -> bool:
     """True when the PACS failed without delivering anything and without a sub-operation count, so that
     only a C-FIND can tell "nothing matches" from "could not send"."""
     code = int(status.Status)
-    if delivered or code in (SUCCESS, CANCELLED, WARNING_SUBOPERATIONS_FAILED, MOVE_DESTINATION_UNKNOWN, *PENDING):
+    if delivered or code in _EXPLAINED:
         return False
     return not any(_count(status, keyword) for keyword in _SUBOPERATIONS)
 
@@ -67,18 +66,18 @@ def final_status_error(status: Dataset, delivered: int, service: str, destinatio
     failed = _count(status, "NumberOfFailedSuboperations")
     comment = str(status.get("ErrorComment", "")).strip()
     detail = f"{service} status 0x{code:04X}: {_counts(status)}" + (f"; {comment}" if comment else "")
-    if code == SUCCESS and failed == 0:
+    if code == MoveStatus.SUCCESS and failed == 0:
         if delivered == 0:
             return NotFound("no instances match")
         return None
-    if code == MOVE_DESTINATION_UNKNOWN:
+    if code == MoveStatus.REFUSED_MOVE_DESTINATION_UNKNOWN:
         return BackendProtocolError(
             f"the PACS does not know the move destination {destination}: register this gateway's receiver "
             f"(AE title, host, port) at the PACS ({detail})"
         )
-    if code == CANCELLED:
+    if code == MoveStatus.CANCEL:
         return BackendProtocolError(f"the PACS cancelled the {service} ({detail})")
-    if code == WARNING_SUBOPERATIONS_FAILED or failed:
+    if code == MoveStatus.WARNING_SUBOPERATIONS_FAILED or failed:
         attempted = sum(_count(status, keyword) for keyword in _SUBOPERATIONS)
         return BackendProtocolError(
             f"the PACS could not send {failed} of {max(attempted, delivered + failed)} instances ({detail})")
@@ -98,14 +97,9 @@ def final_status_error(status: Dataset, delivered: int, service: str, destinatio
 
 
 def holdings_identifier(selection: InstanceSelection) -> Dataset:
-    """A Study Root C-FIND at the selection's level with its UIDs, asking for the instance count."""
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = selection.level
-    identifier.StudyInstanceUID = selection.study_uid
-    if selection.series_uid is not None:
-        identifier.SeriesInstanceUID = selection.series_uid
-    if selection.sop_uid is not None:
-        identifier.SOPInstanceUID = selection.sop_uid
+    """A Study Root C-FIND at the selection's level with its UIDs (the retrieval's identifier), asking for
+    the instance count."""
+    identifier = retrieve_identifier(selection)
     count_keyword = _RELATED_INSTANCES.get(selection.level)
     if count_keyword is not None:
         setattr(identifier, count_keyword, None)

@@ -14,6 +14,7 @@ from pynetdicom.presentation import StoragePresentationContexts
 
 from dicomrst.backends.base import BackendError, StoreOutcome, StoreSession
 from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.backends.dimse.statuses import StoreStatus, is_store_warning
 from dicomrst.dicomweb.stow import (
     FAILURE_OUT_OF_RESOURCES,
     FAILURE_PROCESSING,
@@ -28,14 +29,12 @@ from dicomrst.metrics import dimse_operation
 log = logging.getLogger(__name__)
 
 # Sent from the file as they are, these syntaxes reach the PACS undecodable (seen with Orthanc: implicit
-# and big endian refused with 0xA900, deflated never answered), so such instances are decoded and
-# re-encoded by pynetdicom instead.
+# and big endian refused with Error: Data Set Does Not Match SOP Class, deflated never answered), so
+# such instances are decoded and re-encoded by pynetdicom instead.
 _DECODED_BEFORE_SENDING = NATIVE_TRANSFER_SYNTAXES - {ExplicitVRLittleEndian}
 
 EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
 MAX_CONTEXTS = 128
-# PS3.4 B.2.3: statuses with which the instance was stored nonetheless.
-_STORED_WITH_WARNING = (0xB000, 0xB006, 0xB007)
 
 Pair = tuple[str, str]  # (SOP class, transfer syntax): one presentation context each
 _COMMON_PAIRS: list[Pair] = [(str(c.abstract_syntax), EXPLICIT_VR_LITTLE_ENDIAN) for c in StoragePresentationContexts]
@@ -128,9 +127,9 @@ class DimseStoreSession(StoreSession):
             self._accepted = set()
             return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
         code = int(status.Status)
-        if code == 0x0000:
+        if code == StoreStatus.SUCCESS:
             return StoreOutcome(True, warning)
-        if code in _STORED_WITH_WARNING:
+        if is_store_warning(code):  # stored nonetheless (PS3.4 B.2.3)
             return StoreOutcome(True, code)
         log.warning("%s refused an instance with status 0x%04X", self.peer, code)
         return StoreOutcome(False, code)
