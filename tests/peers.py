@@ -312,3 +312,65 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
+
+
+class DcmQrScp:
+    """DCMTK's dcmqrscp: a classic Query/Retrieve SCP, as many older PACS behave. It answers
+    hierarchical queries only (keys above the query level and optional keys it does not keep are
+    ignored), matches person names case-sensitively, leaves out ModalitiesInStudy, the related counts and
+    instance-level SOPClassUID, and rejects associations past ``max_associations`` transiently.
+    ``strict`` (-XF) refuses relational queries outright. ``read_only_aet`` is an AE whose storage area
+    takes no C-STORE."""
+
+    def __init__(self, folder: Path, aet: str = "DCMQR", max_associations: int = 16, strict: bool = False,
+                 read_only_aet: str | None = None) -> None:
+        self.folder = folder
+        self.aet = aet
+        self.port = free_port()
+        self.max_associations = max_associations
+        self.strict = strict
+        self.read_only_aet = read_only_aet
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, destinations: Mapping[str, tuple[str, int]]) -> None:
+        binary = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
+        if not Path(binary).exists():
+            raise PeerMissing("DCMTK is not installed (apt-get install dcmtk)")
+        storage = self.folder / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        hosts = "\n".join(f"peer{index} = ({aet}, {host}, {port})"
+                          for index, (aet, (host, port)) in enumerate(destinations.items()))
+        areas = f"{self.aet} {storage} RW (5000, 1024mb) ANY\n"
+        if self.read_only_aet:
+            read_only = self.folder / "read-only"
+            read_only.mkdir(exist_ok=True)
+            areas += f"{self.read_only_aet} {read_only} R (5000, 1024mb) ANY\n"
+        config = self.folder / "dcmqrscp.cfg"
+        config.write_text(
+            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = {self.max_associations}\n"
+            f"HostTable BEGIN\n{hosts}\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+            f"AETable BEGIN\n{areas}AETable END\n"
+        )
+        log = open(self.folder / "dcmqrscp.log", "wb")
+        command = [binary, "-c", str(config)] + (["-XF"] if self.strict else [])
+        # DCMTK leaves Nagle on unless told, which stalls every PDU by ~40 ms.
+        self.process = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=log,
+                                        env={**os.environ, "TCP_NODELAY": "1"})
+
+        def listening() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+
+        wait_until(listening, 10, "dcmqrscp", self.process)
+
+    def store(self, files: Iterable[Path]) -> None:
+        """Fill its storage area as a modality would: C-STORE with DCMTK's storescu."""
+        binary = "/usr/bin/storescu" if Path("/usr/bin/storescu").exists() else shutil.which("storescu")
+        if binary is None:
+            raise PeerMissing("DCMTK is not installed (apt-get install dcmtk)")
+        subprocess.run([binary, "-aec", self.aet, "127.0.0.1", str(self.port), *map(str, files)], check=True,
+                       env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)

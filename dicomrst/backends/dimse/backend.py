@@ -21,8 +21,8 @@ from dicomrst.backends.base import (
 )
 from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
-from dicomrst.backends.dimse.identifier import cfind_identifier
-from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, QueryOptions, agreed_query_options, find
+from dicomrst.backends.dimse.hierarchy import HierarchicalSearch
+from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, QueryOptions, agreed_query_options
 from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slot_files import default_slot_directory
@@ -71,9 +71,12 @@ class DimseBackend(Backend):
             with open_association(
                 self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
             ) as association:
-                if query.fuzzy_matching and not agreed_query_options(association).fuzzy_matching:
+                agreed = agreed_query_options(association)
+                if query.fuzzy_matching and not agreed.fuzzy_matching:
                     notes.warn(FUZZY_MATCHING_NOT_SUPPORTED)
-                yield from paged(find(association, _asking_for_utf8(cfind_identifier(query)), timeout), query)
+                search = HierarchicalSearch(association, query, timeout, relational=agreed.relational,
+                                            complete_attributes=self.config.qido_rs.complete_attributes, notes=notes)
+                yield from paged(search.rows(), query)
 
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ from dicomrst.config import AetConfig, Config, ServerConfig
 from dicomrst.config.reading import (
     Section,
     ae_titles,
+    boolean,
     choice,
     milliseconds,
     port,
@@ -31,6 +32,10 @@ class PoolConfig:
 @dataclass(frozen=True)
 class QidoConfig:
     timeout: int = 10_000
+    # Our extension: compute ModalitiesInStudy and the related counts from the levels below when the
+    # PACS leaves them out (a series-level C-FIND per such study, an instance-level one per series
+    # whose count is missing).
+    complete_attributes: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,9 @@ def read_dimse_config(section: Section, aet: str) -> DimseAetConfig:
     )
     pool_section.warn_unknown()
     qido_section = section.section("qido-rs")
-    qido = QidoConfig(timeout=timeout_of(qido_section, QidoConfig.timeout))
+    qido = QidoConfig(timeout=timeout_of(qido_section, QidoConfig.timeout),
+                      complete_attributes=qido_section.get("complete-attributes", boolean,
+                                                           QidoConfig.complete_attributes))
     qido_section.warn_unknown()
     stow_section = section.section("stow-rs")
     stow = StowConfig(timeout=timeout_of(stow_section, StowConfig.timeout))
