@@ -42,14 +42,19 @@ def start_gunicorn(config_path: Path, log: Path, *extra: str, **popen: Any) -> s
                                 stdout=output, stderr=output, **popen)
 
 
-def wait_for_no_process(config_path: Path, timeout: float = 15) -> list[int]:
+def wait_for_no_process(config_path: Path, ports: tuple[int, ...] = (), timeout: float = 15) -> list[object]:
+    """What is left of a gateway after ``timeout``: processes with its config in their environment (the
+    receiver, the sample PACS), and ``ports`` still listened on. gunicorn's master and workers rewrite
+    their process title over their environment (setproctitle), so they are found by the ports they
+    listen on: every worker holds the HTTP listening socket until it exits."""
+    def left() -> list[object]:
+        return [*processes_with_environment(CONFIG_ENV, str(config_path)),
+                *(f"port {port}" for port in ports if not port_is_free(port))]
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = processes_with_environment(CONFIG_ENV, str(config_path))
-        if not left:
-            return []
+    while time.monotonic() < deadline and left():
         time.sleep(0.1)
-    return processes_with_environment(CONFIG_ENV, str(config_path))
+    return left()
 
 
 @pytest.fixture
@@ -77,7 +82,8 @@ def test_the_receiver_dies_with_a_master_killed_by_sigkill(tmp_path: Path):
         receiver = receiver_pid(config_path, master.pid)
         master.kill()
         master.wait()
-        assert wait_for_no_process(config_path) == [], "workers or the receiver outlived the killed master"
+        assert wait_for_no_process(config_path, (http_port, config["server"]["dimse"][0]["port"])) == [], \
+            "workers or the receiver outlived the killed master"
         assert not Path(f"/proc/{receiver}").exists() or "Z" in Path(f"/proc/{receiver}/stat").read_text().split()[2]
         receiver_port = config["server"]["dimse"][0]["port"]
         wait_until(lambda: port_is_free(receiver_port), 10, "the receiver's port to be free")
@@ -91,7 +97,7 @@ def test_the_receiver_dies_with_a_master_killed_by_sigkill(tmp_path: Path):
     finally:
         if master.poll() is None:
             master.kill()
-    assert wait_for_no_process(config_path) == []
+    assert wait_for_no_process(config_path, (http_port,)) == []
 
 
 def test_gunicorn_that_cannot_bind_says_so_in_one_line_and_leaves_nothing(tmp_path: Path,
@@ -130,6 +136,10 @@ def up_config(directory: Path) -> tuple[Path, dict[str, Any]]:
     return write_config(directory, config), config
 
 
+def ports_of(config: dict[str, Any]) -> tuple[int, ...]:
+    return (config["server"]["http"]["port"], config["server"]["dimse"][0]["port"], config["aets"][0]["port"])
+
+
 def start_up(config_path: Path, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
     log = open(directory / "up.log", "ab")
     # A session of its own, like a terminal's foreground job: Ctrl-C signals its whole process group.
@@ -165,7 +175,7 @@ def test_up_stops_the_gateway_when_the_sample_pacs_dies(tmp_path: Path):
         os.kill(pacs, signal.SIGKILL)
         assert process.wait(60) != 0
         assert "the sample PACS exited with code -9; stopping the gateway" in (tmp_path / "up.log").read_text()
-        assert wait_for_no_process(config_path) == []
+        assert wait_for_no_process(config_path, ports_of(config)) == []
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -193,7 +203,7 @@ def test_ctrl_c_on_up_stops_everything_quietly_and_cleans_up(tmp_path: Path):
             os.killpg(process.pid, signal.SIGKILL)
     output = (tmp_path / "up.log").read_text()
     assert "Traceback" not in output and "SystemExit" not in output, output
-    assert wait_for_no_process(config_path) == []
+    assert wait_for_no_process(config_path, ports_of(config)) == []
     assert not slots.exists(), list(slots.iterdir())
     assert not list(runtime_directory().glob(f"metrics-{http_port}-*"))
     receiver = config["server"]["dimse"][0]
@@ -201,7 +211,8 @@ def test_ctrl_c_on_up_stops_everything_quietly_and_cleans_up(tmp_path: Path):
 
 
 def test_ctrl_c_on_gunicorn_prints_no_traceback(tmp_path: Path):
-    config_path = write_config(tmp_path, receiver_config())
+    config = receiver_config()
+    config_path = write_config(tmp_path, config)
     http_port = free_port()
     log = tmp_path / "gunicorn.log"
     master = start_gunicorn(config_path, log, "-b", f"127.0.0.1:{http_port}", start_new_session=True)
@@ -214,7 +225,7 @@ def test_ctrl_c_on_gunicorn_prints_no_traceback(tmp_path: Path):
             os.killpg(master.pid, signal.SIGKILL)
     output = log.read_text()
     assert "Traceback" not in output and "SystemExit" not in output, output
-    assert wait_for_no_process(config_path) == []
+    assert wait_for_no_process(config_path, (http_port, config["server"]["dimse"][0]["port"])) == []
 
 
 def test_a_bad_config_on_the_production_path_is_the_check_config_line(tmp_path: Path):
