@@ -1,5 +1,9 @@
 """C-STORE for STOW-RS: instances sent from their files over one association per request, renegotiated
-only when an instance needs a presentation context the association lacks."""
+only when an instance needs a presentation context the association lacks.
+
+A PACS that accepts the association but none of the proposed storage SOP classes (a read-only AE, say)
+is no failure of the request: each instance is reported refused (0x0122, SOP class not supported), and a
+proposal it answered so is not made again for the instances that follow."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +17,7 @@ from pynetdicom import Association
 from pynetdicom.presentation import StoragePresentationContexts
 
 from dicomrst.backends.base import BackendError, StoreOutcome, StoreSession
-from dicomrst.backends.dimse.association import Peer, open_association
+from dicomrst.backends.dimse.association import NoContextsAccepted, Peer, open_association
 from dicomrst.backends.dimse.statuses import StoreStatus, is_store_warning
 from dicomrst.dicomweb.stow import (
     FAILURE_OUT_OF_RESOURCES,
@@ -49,6 +53,8 @@ class DimseStoreSession(StoreSession):
         self._association: Association | None = None
         self._proposed: list[Pair] = []
         self._accepted: set[Pair] = set()
+        # The PACS answered the current proposal: with an association, or by accepting none of it.
+        self._answered = False
 
     def open(self) -> None:
         """Associate up front, proposing the common storage classes in Explicit VR Little Endian, so a
@@ -58,13 +64,23 @@ class DimseStoreSession(StoreSession):
     def close(self) -> None:
         self._stack.close()
         self._association = None
+        self._answered = False
 
     def _associate(self, pairs: list[Pair]) -> None:
         self.close()
         self._stack = ExitStack()
-        contexts = [(sop_class, [transfer_syntax]) for sop_class, transfer_syntax in pairs[:MAX_CONTEXTS - 1]]
-        self._association = self._stack.enter_context(open_association(self.peer, contexts, self.timeout_seconds))
-        self._proposed = pairs[:MAX_CONTEXTS - 1]
+        proposed = pairs[:MAX_CONTEXTS - 1]
+        contexts = [(sop_class, [transfer_syntax]) for sop_class, transfer_syntax in proposed]
+        self._proposed = proposed
+        self._accepted = set()
+        try:
+            self._association = self._stack.enter_context(open_association(self.peer, contexts, self.timeout_seconds))
+        except NoContextsAccepted as refusal:
+            log.warning("%s accepted none of the %d proposed storage SOP classes and transfer syntaxes: %s",
+                        self.peer, len(proposed), refusal)
+            self._answered = True
+            return
+        self._answered = True
         self._accepted = {
             (str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in self._association.accepted_contexts
         }
@@ -72,7 +88,7 @@ class DimseStoreSession(StoreSession):
     def _ensure_context(self, pair: Pair) -> None:
         """Renegotiate when the association never proposed this class and syntax; the pairs needed
         so far come along, with the uncompressed fallback for the class."""
-        if pair in self._accepted or (pair in self._proposed and self._association is not None):
+        if pair in self._accepted or (pair in self._proposed and self._answered):
             return
         fallback = (pair[0], EXPLICIT_VR_LITTLE_ENDIAN)
         wanted = [pair, fallback]
@@ -123,6 +139,7 @@ class DimseStoreSession(StoreSession):
             # Timed out or aborted: the association is gone; the next instance opens a new one.
             log.warning("no C-STORE response from %s within %g s", self.peer, self.timeout_seconds)
             self._association = None
+            self._answered = False
             self._proposed = []
             self._accepted = set()
             return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
