@@ -5,7 +5,6 @@ same data, and never a row that does not match."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests

@@ -49,6 +49,10 @@ class WadoConfig:
     mode: Literal["concurrent", "sequential"] = "concurrent"
     receivers: tuple[str, ...] = ()
     method: Literal["move", "get"] = "move"
+    # Our extension: the AE titles this PACS's storage SCU calls the move receiver with, when they are not
+    # its own (``aet``): a PACS whose C-MOVE sub-operations come from another AE than its query/retrieve
+    # one. The receiver accepts them too and hands their C-STOREs to this PACS's moves.
+    calling_aets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ def read_dimse_config(section: Section, aet: str) -> DimseAetConfig:
         mode=wado_section.get("mode", choice("concurrent", "sequential"), WadoConfig.mode),  # type: ignore[arg-type]
         receivers=wado_section.get("receivers", ae_titles, ()),
         method=wado_section.get("method", choice("move", "get"), WadoConfig.method),  # type: ignore[arg-type]
+        calling_aets=wado_section.get("calling-aets", ae_titles, WadoConfig.calling_aets),
     )
     wado_section.warn_unknown()
     return DimseAetConfig(

@@ -141,8 +141,12 @@ class HierarchicalSearch:
         for above in levels[:index]:  # PS3.4 C.4.1.2.1: the unique keys of the levels above
             setattr(identifier, keyword_for_tag(_UNIQUE[above]), getattr(parent, keyword_for_tag(_UNIQUE[above])))
         if index == len(levels) - 1:
-            for match in self._find(identifier):
-                yield _merged(parent, match)
+            matches = self._find(identifier)
+            try:
+                for match in matches:
+                    yield _merged(parent, match)
+            finally:
+                _close(matches)  # the consumer stopped early: find() cancels the C-FIND
             return
         # The association does one C-FIND at a time: this level's rows are read before going down.
         for match in list(self._find(identifier)):
@@ -206,9 +210,12 @@ class HierarchicalSearch:
         for key in self.query.matching:
             if key.value is not None:
                 _set(keys, key.path, key.value)
-        if len(keys) == 0:
-            yield from rows
-            return
+        try:
+            yield from (self._passing(rows, keys) if len(keys) else rows)
+        finally:
+            _close(rows)  # ends the C-FIND under way (find() cancels it)
+
+    def _passing(self, rows: Iterator[Dataset], keys: Dataset) -> Iterator[Dataset]:
         not_applied: set[int] | None = None
         for row in rows:
             failed, unknown = unmatched_keys(keys, row)
@@ -220,6 +227,12 @@ class HierarchicalSearch:
             if failed or set(unknown) - not_applied:
                 continue
             yield row
+
+
+def _close(items: Iterator[Dataset]) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
 
 
 def _merged(parent: Dataset, child: Dataset) -> Dataset:

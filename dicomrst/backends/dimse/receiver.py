@@ -3,8 +3,8 @@
 It runs as one process beside the gunicorn workers (started and stopped by gunicorn's server hooks)
 and hands each instance to the pending move it belongs to through the spool. It accepts every
 storage SOP class a PACS proposes (retired and private ones too) and no other service. It refuses
-associations from AETs that are not configured, and C-STOREs nobody is waiting for; it keeps
-nothing of what it refuses.
+associations from AETs that are not configured (a DIMSE AET, or one of its ``wado-rs.calling-aets``),
+and C-STOREs nobody is waiting for; it keeps nothing of what it refuses.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,10 @@ from dicomrst.backends.dimse.sockets import disable_nagle
 from dicomrst.backends.dimse.spool import (
     MoveGone,
     deliver,
+    is_receiving,
     move_by_message_id,
-    move_by_uids,
+    oldest_covering,
+    pending_moves,
     reap_spool,
     remove_spool,
     spool_base,
@@ -62,18 +65,43 @@ def _status(code: StoreStatus, comment: str) -> Dataset:
     return status
 
 
+CallerRoutes = Mapping[str, Sequence[str]]
+
+
+def caller_routes(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each calling AE title the receiver accepts, with the PACS (configured DIMSE AETs) whose moves its
+    C-STOREs belong to: a PACS calls with its own AET, or with one of its ``wado-rs.calling-aets``. A
+    calling AET two entries claim (two entries for one PACS) serves the moves of both, own AET first."""
+    routes: dict[str, list[str]] = {}
+    entries = [entry for entry in config.aets if isinstance(entry, DimseAetConfig)]
+    for entry in entries:
+        routes.setdefault(entry.aet.strip(), []).append(entry.aet)
+    for entry in entries:
+        for caller in entry.wado_rs.calling_aets:
+            pacs = routes.setdefault(caller.strip(), [])
+            if entry.aet not in pacs:
+                pacs.append(entry.aet)
+    for caller, pacs in routes.items():
+        if len(pacs) > 1:
+            log.info("C-STOREs called by %s go to the moves of %s", caller, ", ".join(pacs))
+    return {caller: tuple(pacs) for caller, pacs in routes.items()}
+
+
 class StoreRouter:
     """Routes each incoming C-STORE to its pending move.
 
-    By Move Originator Message ID where the PACS sends it. Where it does not, the first C-STORE of an
-    association binds that association to the oldest pending move that covers the instance and no
-    other association serves yet, and the association's later C-STOREs follow it: a PACS opens one
-    association per C-MOVE, so each move gets its own sub-operations, every instance exactly once,
-    even when several clients ask for the same study at the same time.
+    The calling AE title names the PACS (``routes``: its own AET, or one of its ``wado-rs.calling-aets``;
+    without ``routes``, the calling AET is the PACS's AET). Then by Move Originator Message ID where the
+    PACS sends it. Where it does not, the first C-STORE of an association binds that association to the
+    oldest pending move that covers the instance and no other association serves yet, and the
+    association's later C-STOREs follow it: a PACS opens one association per C-MOVE, so each move gets
+    its own sub-operations, every instance exactly once, even when several clients ask for the same
+    study at the same time. A sealed move (its worker has had everything) takes nothing more.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, routes: CallerRoutes | None = None) -> None:
         self.root = root
+        self.routes = routes
         self._bound: dict[int, Path] = {}
         self._lock = threading.Lock()
 
@@ -85,51 +113,87 @@ class StoreRouter:
         with self._lock:
             self._bound.pop(id(event.assoc), None)
 
-    def _move_without_message_id(self, event: Any, pacs_aet: str, sop_uid: str) -> Path | None:
+    def pacs_of(self, calling_aet: str) -> Sequence[str]:
+        """The PACS whose moves a calling AET's C-STOREs go to; none for an AET no entry names."""
+        if self.routes is None:
+            return (calling_aet,)
+        return self.routes.get(calling_aet, ())
+
+    def _move_by_message_id(self, event: Any, pacs_aets: Sequence[str], message_id: int) -> Path | None:
+        found = [directory for pacs in pacs_aets
+                 if (directory := move_by_message_id(self.root, pacs, message_id)) is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        # The same message id in flight to two PACS that share this calling AET: the move that covers it.
+        dataset = event.dataset
+        return oldest_covering(found, str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID),
+                               str(event.request.AffectedSOPInstanceUID))
+
+    def _move_without_message_id(self, event: Any, pacs_aets: Sequence[str], sop_uid: str) -> Path | None:
         with self._lock:
             directory = self._bound.get(id(event.assoc))
-            if directory is not None and directory.exists():
+            if directory is not None and is_receiving(directory):
                 return directory
             dataset = event.dataset
-            directory = move_by_uids(self.root, pacs_aet, str(dataset.StudyInstanceUID),
-                                     str(dataset.SeriesInstanceUID), sop_uid, taken=set(self._bound.values()))
+            moves = [move for pacs in pacs_aets for move in pending_moves(self.root, pacs)]
+            directory = oldest_covering(moves, str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), sop_uid,
+                                        taken=set(self._bound.values()))
             if directory is not None:
                 self._bound[id(event.assoc)] = directory
             return directory
 
     def store(self, event: Any) -> int | Dataset:
-        pacs_aet = str(event.assoc.requestor.ae_title).strip()
+        calling_aet = str(event.assoc.requestor.ae_title).strip()
+        pacs_aets = self.pacs_of(calling_aet)
         request = event.request
         sop_uid = str(request.AffectedSOPInstanceUID)
         message_id = request.MoveOriginatorMessageID
         try:
             if message_id is not None:
-                directory = move_by_message_id(self.root, pacs_aet, int(message_id))
+                directory = self._move_by_message_id(event, pacs_aets, int(message_id))
             else:
-                directory = self._move_without_message_id(event, pacs_aet, sop_uid)
+                directory = self._move_without_message_id(event, pacs_aets, sop_uid)
             if directory is None:
                 log.warning("refused C-STORE of %s from %s: no move is waiting for it (message id %s)",
-                            sop_uid, pacs_aet, message_id)
+                            sop_uid, calling_aet, message_id)
                 return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "no pending move is waiting for this instance")
             deliver(directory, sop_uid, event.encoded_dataset())
         except MoveGone:
-            log.warning("refused C-STORE of %s from %s: its move has ended", sop_uid, pacs_aet)
+            log.warning("refused C-STORE of %s from %s: its move has ended", sop_uid, calling_aet)
             return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "the move this instance belongs to has ended")
         except (AttributeError, KeyError, ValueError) as error:
-            log.warning("refused C-STORE of %s from %s: %s", sop_uid, pacs_aet, error)
+            log.warning("refused C-STORE of %s from %s: %s", sop_uid, calling_aet, error)
             return _status(StoreStatus.ERROR_CANNOT_UNDERSTAND, "the instance lacks its study or series UID")
         except OSError as error:
-            log.error("could not spool C-STORE of %s from %s: %s", sop_uid, pacs_aet, error)
+            log.error("could not spool C-STORE of %s from %s: %s", sop_uid, calling_aet, error)
             return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "the gateway could not store the instance")
         return StoreStatus.SUCCESS
 
 
-def _receiver_ae(receiver: ReceiverConfig, pacs_aets: list[str]) -> AE:
+class RejectionLog:
+    """Logs the associations refused for their calling AE title, which pynetdicom rejects before any
+    handler runs and without a word at the receiver's log level: a PACS whose storage SCU calls with
+    another AET than its configured one needs that AET in its ``wado-rs.calling-aets``."""
+
+    def __init__(self, calling_aets: list[str]) -> None:
+        self.calling_aets = {aet.strip() for aet in calling_aets}
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [(evt.EVT_REJECTED, self.on_rejected)]
+
+    def on_rejected(self, event: Any) -> None:
+        calling_aet = str(event.assoc.requestor.primitive.calling_ae_title).strip()
+        if calling_aet not in self.calling_aets:
+            log.warning("refused an association from %s: not the AET of a configured PACS nor one of their "
+                        "wado-rs.calling-aets", calling_aet)
+
+
+def _receiver_ae(receiver: ReceiverConfig, calling_aets: list[str]) -> AE:
     ae = AE(ae_title=receiver.aet)
     # Storage contexts are added per association, for the classes the PACS proposes (StorageClasses).
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     # Refuse whole associations from AETs that are not configured: nothing of theirs is kept.
-    ae.require_calling_aet = pacs_aets
+    ae.require_calling_aet = calling_aets
     ae.maximum_pdu_size = 0
     ae.network_timeout = 60
     ae.acse_timeout = 30
@@ -160,16 +224,16 @@ class StorageClasses:
     _registered: set[str] = set()
     _lock = threading.Lock()
 
-    def __init__(self, transfer_syntaxes: list[str], pacs_aets: list[str]) -> None:
+    def __init__(self, transfer_syntaxes: list[str], calling_aets: list[str]) -> None:
         self.transfer_syntaxes = transfer_syntaxes
-        self.pacs_aets = {aet.strip() for aet in pacs_aets}
+        self.calling_aets = {aet.strip() for aet in calling_aets}
 
     def handlers(self) -> list[tuple[Any, Any]]:
         return [(evt.EVT_REQUESTED, self.on_requested)]
 
     def on_requested(self, event: Any) -> None:
         association = event.assoc
-        if str(association.requestor.primitive.calling_ae_title).strip() not in self.pacs_aets:
+        if str(association.requestor.primitive.calling_ae_title).strip() not in self.calling_aets:
             return  # rejected during negotiation (require_calling_aet); nothing of theirs is registered
         supported = list(association.acceptor.supported_contexts)
         offered = {str(context.abstract_syntax) for context in supported}
@@ -232,17 +296,19 @@ def _all_transfer_syntaxes() -> list[str]:
 
 
 def start_receivers(config: Config) -> list[ThreadedAssociationServer]:
-    pacs_aets = [entry.aet for entry in config.aets if isinstance(entry, DimseAetConfig)]
+    routes = caller_routes(config)
+    calling_aets = list(routes)
     reap_spool(spool_base())
     servers = []
     for receiver in config.server.dimse:
         root = spool_root(receiver)
         root.mkdir(parents=True, exist_ok=True)
-        ae = _receiver_ae(receiver, pacs_aets)
-        storage_classes = StorageClasses(_transfer_syntaxes(receiver), pacs_aets)
+        ae = _receiver_ae(receiver, calling_aets)
+        storage_classes = StorageClasses(_transfer_syntaxes(receiver), calling_aets)
         server = ae.start_server(
             (receiver.interface, receiver.port), block=False,
-            evt_handlers=[*storage_classes.handlers(), *StoreRouter(root).handlers()],
+            evt_handlers=[*storage_classes.handlers(), *StoreRouter(root, routes).handlers(),
+                          *RejectionLog(calling_aets).handlers()],
         )
         assert server is not None  # block=False returns the server
         log.info("move receiver %s listening on %s:%d, spool %s", receiver.aet, receiver.interface, receiver.port, root)

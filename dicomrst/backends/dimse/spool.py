@@ -8,6 +8,10 @@ route a C-STORE whose PACS left out the message id, and tells a dead worker's le
 
 The receiver writes each instance under a temporary name and renames it into place, so a worker
 never sees half an instance; the C-STORE-RSP reports success only after the rename.
+
+A worker may seal its move (``seal_move``) once the PACS has sent everything for it while the client is
+still reading: the receiver then routes nothing more to it, so the PACS's next move (in sequential mode,
+for a PACS that leaves the message id out) cannot be taken for this one.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import random
 import shutil
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_ENV = "DICOMRST_SPOOL"
 SELECTION_FILE = "selection.json"
+SEALED_FILE = "sealed"
 INSTANCE_SUFFIX = ".dcm"
 _TEMPORARY_PREFIX = ".incoming-"
 _MAX_MESSAGE_ID = 0xFFFF
@@ -112,6 +117,24 @@ def finish_move(move: PendingMove) -> None:
     shutil.rmtree(move.directory, ignore_errors=True)
 
 
+def seal_move(move: PendingMove) -> None:
+    """The move takes no more instances: what arrived stays to be read, the receiver routes nothing
+    more to it. Sealing a move that has ended already is no error."""
+    try:
+        (move.directory / SEALED_FILE).touch()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
+def is_sealed(directory: Path) -> bool:
+    return (directory / SEALED_FILE).exists()
+
+
+def is_receiving(directory: Path) -> bool:
+    """Whether a move found earlier still takes instances: not finished, not sealed."""
+    return directory.is_dir() and not is_sealed(directory)
+
+
 def _write_selection(directory: Path, selection: InstanceSelection) -> None:
     content = {
         "pid": os.getpid(),
@@ -161,24 +184,36 @@ def _pending(parent: Path) -> Iterator[Path]:
 def move_by_message_id(root: Path, pacs_aet: str, message_id: int) -> Path | None:
     directory = pacs_directory(root, pacs_aet) / str(message_id)
     selection = _read_selection(directory)
-    return directory if selection is not None and _owner_alive(selection) else None
+    return directory if selection is not None and _owner_alive(selection) and not is_sealed(directory) else None
 
 
 def move_by_uids(root: Path, pacs_aet: str, study_uid: str, series_uid: str, sop_uid: str,
                  taken: Collection[Path] = ()) -> Path | None:
     """For a PACS that omits the Move Originator Message ID: the oldest live move, not ``taken`` by
     another association yet, whose selection covers this instance."""
+    return oldest_covering(_pending(pacs_directory(root, pacs_aet)), study_uid, series_uid, sop_uid, taken)
+
+
+def oldest_covering(directories: Iterable[Path], study_uid: str, series_uid: str, sop_uid: str,
+                    taken: Collection[Path] = ()) -> Path | None:
+    """Of ``directories`` (pending moves, possibly of several PACS), the oldest live and unsealed one,
+    not ``taken``, whose selection covers this instance."""
     candidates: list[tuple[float, Path]] = []
-    for directory in _pending(pacs_directory(root, pacs_aet)):
+    for directory in directories:
         if directory in taken:
             continue
         selection = _read_selection(directory)
-        if selection is None or not _owner_alive(selection):
+        if selection is None or not _owner_alive(selection) or is_sealed(directory):
             continue
         if _covers(selection, study_uid, series_uid, sop_uid):
             created = selection.get("created")
             candidates.append((created if isinstance(created, float) else 0.0, directory))
     return min(candidates)[1] if candidates else None
+
+
+def pending_moves(root: Path, pacs_aet: str) -> list[Path]:
+    """The folders of the moves in flight to one PACS, live or not."""
+    return list(_pending(pacs_directory(root, pacs_aet)))
 
 
 def _covers(selection: dict[str, object], study_uid: str, series_uid: str, sop_uid: str) -> bool:
