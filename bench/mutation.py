@@ -18,8 +18,8 @@ against its own unit test files only (TARGETS), in two passes:
 Counting: a mutant is killed when its tests fail (an error or a crash counts), timeout counts as killed,
 survived when they pass; a mutant that no selected test reaches (mutmut's "no tests") counts as survived.
 score = (killed + timeout) / (killed + timeout + survived). Mutants in EQUIVALENT (they cannot change
-behaviour) are left out of every count and listed apart; an entry that matches a killed mutant, or none at
-all, is reported as stale.
+behaviour) are left out of those counts and listed apart (--survivors); "raw" is the score with them counted
+as survivors. An EQUIVALENT entry that matches no mutant, or one the tests kill, is reported (a "!" line).
 """
 from __future__ import annotations
 
@@ -61,9 +61,85 @@ TARGETS = (
 # Equivalent mutants: (scope, the mutated line(s) as the mutant shows them, why no test can tell).
 # The scope is the function ("_collect", "MediaRange.matches") or the module or class level name.
 EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
-    "query": [],
-    "multipart_reader": [],
-    "media": [],
+    "query": [
+        ("_collect", 'collected.matches[path] = (key, None if (vr == "SQ") and False else _match_value(key, vr, raw))',
+         "a sequence's value is empty here (one with a value was refused above), and _match_value gives None "
+         "for an empty value too"),
+        ("_collect", 'collected.matches[path] = (key, None if vr == "XXSQXX" else _match_value(key, vr, raw))',
+         "as above: _match_value gives None for the sequence's empty value"),
+        ("_collect", 'collected.matches[path] = (key, None if vr == "sq" else _match_value(key, vr, raw))',
+         "as above: _match_value gives None for the sequence's empty value"),
+        ("_vr", "def _vr(tag: int, matching: bool = True) -> str:",
+         "only _resolve_path relies on the default, to ask whether a tag is SQ: a private tag reads LO or UN "
+         "then, and neither is SQ (vr_of passes matching on)"),
+        ("_vr", "return dictionary_VR(tag).split(None)[0]",
+         "ambiguous dictionary VRs read 'US or SS' with single spaces: the first word either way"),
+        ("_CONTROL_RE", '_CONTROL_RE = re.compile(r"[\\x00-\\x1F\\x7F]")', "hex digits of a regex escape are case-insensitive"),
+    ],
+    "multipart_reader": [
+        ("_parse_headers", 'headers[name.strip().decode("LATIN-1").lower()] = value.strip().decode("latin-1")',
+         "codec names are case-insensitive"),
+        ("_parse_headers", 'headers[name.strip().decode("latin-1").lower()] = value.strip().decode("LATIN-1")',
+         "codec names are case-insensitive"),
+        ("MultipartReader.__init__", 'encoded = boundary.encode("LATIN-1")', "codec names are case-insensitive"),
+        ("_parse_headers", "break",
+         "a header block never holds an empty line: it ends at the first one, and _headers answers a part "
+         "that starts with one before"),
+        ("MultipartReader._headers", "if end > 0:", "end is never 0: a buffer that starts with CRLF is answered before"),
+        ("MultipartReader._headers", "if end >= 1:", "end is never 0: a buffer that starts with CRLF is answered before"),
+        ("MultipartReader._skip_preamble", "if at == 0 or (at >= 0 and data.data[at - 2:at] == CRLF):",
+         "at == 0 is the left operand of the `or` already"),
+        ("MultipartReader._skip_preamble", "if at == 0 or (at > 1 and data.data[at - 2:at] == CRLF):",
+         "at == 1 slices data[-1:1], which is empty (the delimiter follows), never CRLF"),
+        ("MultipartReader._skip_preamble", "start = None", "find(x, None) starts at 0 as find(x, 0) does"),
+        ("MultipartReader._skip_preamble", "if at >= 0:", "at == 0 has returned above"),
+        ("MultipartReader._skip_preamble", "start = at + 2",
+         "a delimiter at at + 1 would need CRLF before it, but data[at] is '-': it is never taken"),
+        ("MultipartReader._closing", "line_end = data.data.find(CRLF, None, DELIMITER_LINE_LIMIT)",
+         "find(x, None, n) starts at 0 as find(x, 0, n) does"),
+        ("_Buffer.__init__", "self.eof = None", "None is falsy like False, and eof is only tested for truth"),
+        ("_Buffer.fill", "return True",
+         "both returns: no caller calls fill() again once it returned False (each raises or stops), and an "
+         "empty read sets eof, so the next call says False with nothing read"),
+        ("_Buffer.fill", "self.eof = None", "eof is never consulted: no caller calls fill() again after False"),
+        ("_Buffer.fill", "self.eof = False", "eof is never consulted: no caller calls fill() again after False"),
+    ],
+    "media": [
+        ("_choose_bulkdata", "return False",
+         "both returns: negotiate_bulkdata only needs a choice that is not None, and drops its value"),
+        ("_choose_frames", 'explicit_raw = media_range.params.get("transfer-syntax", "XXXX").strip() == EXPLICIT_VR_LITTLE_ENDIAN',
+         "the default only has to differ from the Explicit VR Little Endian UID, which '' and 'XXXX' both do"),
+        ("_choose_qido", 'if _part_type_matches(media_range, "APPLICATION/DICOM+XML"):',
+         "MediaRange.matches lower-cases the media type it is given"),
+        ("_instance_rendition", "ignored = None", "None is falsy like False; the flag is only tested for truth"),
+        ("negotiate", "ignored = None", "None is falsy like False; the flag is only tested for truth"),
+        ("_parse", "return _Accept([], wellformed=False, ignored=True, refused=False)",
+         "with no header the ranges are [*/*] in the first pick already: a second pick of [*/*] gives the same"),
+        ("_parse", "return _Accept([], wellformed=False, ignored=False, refused=True)",
+         "with no header the ranges are [*/*] in the first pick already: skipping a second pick of them changes nothing"),
+        ("_parse", "return _Accept(None, wellformed=False, ignored=False, refused=False)",
+         "the ranges of a header that is not wellformed are never read ([*/*] is used)"),
+        ("_parse", "return _Accept([], wellformed=None, ignored=False, refused=False)", "None is falsy like False"),
+        ("_parse", "return _Accept([], wellformed=False, ignored=None, refused=False)", "None is falsy like False"),
+        ("_parse", "return _Accept([], wellformed=False, ignored=False, refused=None)", "None is falsy like False"),
+        ("_parse", "wellformed = ignored = refused = None",
+         "None is falsy like False; each flag is set to True or tested for truth only"),
+        ("_parse_media_type", "seen_q = None", "None is falsy like False"),
+        ("_parse_media_type", "param = (_PARAM_RE if (weighted) and False else _CONTENT_TYPE_PARAM_RE).fullmatch(raw)",
+         "the patterns differ only on an unquoted ',', and an Accept element was split at every one already"),
+        ("_part_pattern", "raise _Ignored(None)", "nothing reads the value an _Ignored carries"),
+        ("_transfer_syntax", "raise _Ignored(None)", "nothing reads the value an _Ignored carries"),
+        ("_split_outside_quotes", "in_quotes = escaped = None", "None is falsy like False, and `not None` is True"),
+        ("_split_outside_quotes", "escaped = None", "None is falsy like False"),
+        ("_split_outside_quotes", "opened_at = None", "read only when a quote is open, which sets it first"),
+        ("_split_outside_quotes", "opened_at = 1", "read only when a quote is open, which sets it first"),
+        ("_split_outside_quotes", 'head = "XXXX".join(current)[: opened_at - len(text)]',
+         "the piece holding an unterminated quote never parses, whatever comes before the quote in it"),
+        ("parse_content_type", "return _parse_media_type(header, weighted=None)", "None is falsy like False"),
+        ("_ANY", '_ANY = MediaRange("*", "*", {}, )', "1.0 is MediaRange's default q"),
+        ("_Accept", "@dataclass(frozen=None)", "private, built once per header and never changed or hashed"),
+        ("_Accept", "@dataclass(frozen=False)", "private, built once per header and never changed or hashed"),
+    ],
     "spool": [],
 }
 
@@ -389,10 +465,20 @@ def _score(counts: dict[str, int]) -> float:
     return 100.0 * (counts[KILLED] + counts[TIMEOUT]) / counts["total"] if counts["total"] else 0.0
 
 
+def _raw_score(counts: dict[str, int]) -> float:
+    """The score with the excluded mutants counted as survivors."""
+    tested = counts["total"] + counts["excluded"]
+    return 100.0 * (counts[KILLED] + counts[TIMEOUT]) / tested if tested else 0.0
+
+
+HEADER = (f"{'module':<40} {'killed':>6} {'survived':>8} {'timeout':>7} {'total':>6} {'excluded':>8}  "
+          f"{'score':>6}  {'raw':>6}    time")
+
+
 def _line(label: str, counts: dict[str, int], seconds: float | None = None) -> str:
     took = f"  {seconds:6.0f}s" if seconds is not None else ""
     return (f"{label:<40} {counts[KILLED]:>6} {counts[SURVIVED]:>8} {counts[TIMEOUT]:>7} {counts['total']:>6} "
-            f"{counts['excluded']:>8}  {_score(counts):5.1f}%{took}")
+            f"{counts['excluded']:>8}  {_score(counts):5.1f}%  {_raw_score(counts):5.1f}%{took}")
 
 
 def _show(mutant: Mutant) -> str:
@@ -400,7 +486,28 @@ def _show(mutant: Mutant) -> str:
         return "\n".join(f"        {mark} {line}" for line in text.splitlines())
 
     detail = f" ({mutant.detail})" if mutant.detail else ""
-    return f"    {mutant.name} [{mutant.scope}]{detail}\n{indent(mutant.before, '-')}\n{indent(mutant.after, '+')}"
+    shown = f"    {mutant.name} [{mutant.scope}]{detail}\n{indent(mutant.before, '-')}\n{indent(mutant.after, '+')}"
+    return shown + (f"\n        ({mutant.excluded})" if mutant.excluded else "")
+
+
+def _test_module(source: Path, target: Target, tests: list[str], jobs: int,
+                 keep: bool) -> tuple[list[Mutant], list[Mutant], list[str]]:
+    work = Path(tempfile.mkdtemp(prefix=f"dicomrst-mutation-{target.name}-"))
+    try:
+        _copy_tree(source, work)
+        _write_mutmut_config(work, target, tests)
+        print(f"{target.path}: mutmut over function bodies; tests {', '.join(tests)}", flush=True)
+        function_mutants = _run_mutmut(work, target, jobs)
+        print(f"{target.path}: module and class level", flush=True)
+        scope_mutants = _run_scope_pass(work, target, tests, jobs)
+        _describe_mutmut(work, [m for m in function_mutants if m.status == SURVIVED])
+        problems = _apply_exclusions(target, function_mutants + scope_mutants)
+    finally:
+        if keep:
+            print(f"    kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return function_mutants, scope_mutants, problems
 
 
 def main() -> None:
@@ -423,50 +530,34 @@ def main() -> None:
         raise SystemExit("needs mutmut 3: .venv-test/bin/pip install 'mutmut>=3.8'") from None
 
     source = args.source.resolve()
-    targets = [t for t in TARGETS if not args.module or t.name in args.module]
     began = time.monotonic()
-    header = f"{'module':<40} {'killed':>6} {'survived':>8} {'timeout':>7} {'total':>6} {'excluded':>8}  score    time"
     rows: list[str] = []
     everything: list[Mutant] = []
-    for target in targets:
-        if not (source / target.path).exists():
-            rows.append(f"{target.path:<40} missing from {source}: skipped")
+    for target in TARGETS:
+        if args.module and target.name not in args.module:
             continue
         tests = [test for test in target.tests if (source / test).exists()]
-        if not tests:
-            rows.append(f"{target.path:<40} none of its test files exist: skipped")
+        if not (source / target.path).exists() or not tests:
+            rows.append(f"{target.path:<40} skipped: the module or all of its test files are missing")
             continue
-        work = Path(tempfile.mkdtemp(prefix=f"dicomrst-mutation-{target.name}-"))
         started = time.monotonic()
-        try:
-            _copy_tree(source, work)
-            _write_mutmut_config(work, target, tests)
-            print(f"{target.path}: mutmut over function bodies, tests {', '.join(tests)} ...", flush=True)
-            function_mutants = _run_mutmut(work, target, args.jobs)
-            print(f"{target.path}: module and class level ...", flush=True)
-            scope_mutants = _run_scope_pass(work, target, tests, args.jobs)
-            mutants = function_mutants + scope_mutants
-            _describe_mutmut(work, [m for m in function_mutants if m.status == SURVIVED])
-            problems = _apply_exclusions(target, mutants)
-        finally:
-            if args.keep:
-                print(f"    kept {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
-        seconds = time.monotonic() - started
+        function_mutants, scope_mutants, problems = _test_module(source, target, tests, args.jobs, args.keep)
+        mutants = function_mutants + scope_mutants
         everything += mutants
-        rows.append(_line(target.path, _counts(mutants), seconds))
-        rows.append(_line("  functions (mutmut)", _counts(function_mutants)))
-        rows.append(_line("  module and class level", _counts(scope_mutants)))
-        rows += [f"  ! {problem}" for problem in problems]
-        survivors = [m for m in mutants if m.status == SURVIVED and not m.excluded]
+        module_rows = [_line(target.path, _counts(mutants), time.monotonic() - started),
+                       _line("  functions (mutmut)", _counts(function_mutants)),
+                       _line("  module and class level", _counts(scope_mutants))]
+        module_rows += [f"  ! {problem}" for problem in problems]
+        rows += module_rows
+        print("\n".join([HEADER, *module_rows]), flush=True)
         if args.survivors:
-            rows += ["  survived:"] + [_show(m) for m in survivors]
+            survivors = [m for m in mutants if m.status == SURVIVED and not m.excluded]
+            print("\n".join([f"  survived ({len(survivors)}):", *map(_show, survivors)]))
             excluded = [m for m in mutants if m.excluded]
-            rows += ["  excluded as equivalent:"] + [f"{_show(m)}\n        ({m.excluded})" for m in excluded]
-        print(rows[-1] if not args.survivors else "", flush=True)
-    print()
-    print(header)
+            print("\n".join([f"  excluded as equivalent ({len(excluded)}):", *map(_show, excluded)]))
+        print(flush=True)
+    print("score: (killed + timeout) / total, equivalent mutants excluded; raw: with them counted as survivors")
+    print(HEADER)
     print("\n".join(rows))
     if everything:
         print(_line("overall", _counts(everything), time.monotonic() - began))

@@ -13,6 +13,9 @@ MAX_HEADER_BYTES = 16 * 1024
 # length a client may send is read, up to a bound against abuse.
 MAX_BOUNDARY_LENGTH = 1024
 DEFAULT_CHUNK = 1 << 20
+# After a delimiter, the line break (after optional white space) must come within this many bytes: a line
+# that is not a delimiter's is refused there, rather than read on to the end of the body.
+DELIMITER_LINE_LIMIT = 80
 
 
 class MultipartError(ValueError):
@@ -101,13 +104,13 @@ class MultipartReader:
     def _closing(self) -> bool:
         """After a delimiter: '--' closes the body, CRLF (after optional white space) opens a part."""
         data = self.buffer
-        while len(data.data) < 2 or (data.data[:2] != b"--" and CRLF not in data.data[:80]):
-            if not data.fill():
+        while len(data.data) < 2 or (data.data[:2] != b"--" and CRLF not in data.data[:DELIMITER_LINE_LIMIT]):
+            if len(data.data) >= DELIMITER_LINE_LIMIT or not data.fill():
                 break
         if data.data[:2] == b"--":
             data.data.clear()
             return True
-        line_end = data.data.find(CRLF)
+        line_end = data.data.find(CRLF, 0, DELIMITER_LINE_LIMIT)
         if line_end < 0 or data.data[:line_end].strip(b" \t"):
             raise MultipartError("a multipart delimiter is not followed by a line break")
         data.take(line_end + 2)
