@@ -21,12 +21,10 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
+from dicomrst.vrs import NUMERIC_VRS, RANGE_VRS, WILDCARD_VRS
+
 __all__ = ["dataset_matches", "is_universal", "key_values", "match_values", "unmatched_keys"]
 
-# VRs for which '*' and '?' are wild cards (PS3.4 C.2.2.2.4).
-_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
-_RANGE_VRS = frozenset({"DA", "TM", "DT"})
-_NUMERIC_VRS = frozenset({"IS", "DS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"})
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -64,7 +62,7 @@ def _pn_candidates(value: str) -> list[str]:
 
 
 def _match_text(key: str, value: str, vr: str) -> bool:
-    wildcard = vr in _WILDCARD_VRS and ("*" in key or "?" in key)
+    wildcard = vr in WILDCARD_VRS and ("*" in key or "?" in key)
     if vr == "PN":
         key = key.rstrip("^") if not wildcard else key
         candidates = _pn_candidates(value) if "=" not in key else [value.rstrip("^")]
@@ -119,12 +117,12 @@ def _match_numeric(key: str, value: str) -> bool:
 
 
 def _match_one(key: str, value: str, vr: str) -> bool:
-    if vr in _RANGE_VRS:
+    if vr in RANGE_VRS:
         # A DT value may carry a '-hhmm' offset, so only a lone '-' is read as a range there.
         if (vr != "DT" and "-" in key) or (vr == "DT" and key.count("-") == 1):
             return _match_range(key, value, vr)
         return _normalise(key, vr, upper=False) == _normalise(value, vr, upper=False)
-    if vr in _NUMERIC_VRS:
+    if vr in NUMERIC_VRS:
         return _match_numeric(key, value)
     return _match_text(key, value, vr)
 

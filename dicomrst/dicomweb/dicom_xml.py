@@ -14,6 +14,7 @@ from pydicom.dataelem import DataElement
 from pydicom.datadict import keyword_for_tag
 from pydicom.tag import BaseTag, Tag
 
+from dicomrst.vrs import BINARY_VRS
 from .charset import UTF8_CHARSET
 
 __all__ = ["NATIVE_DICOM_NS", "BulkDataUri", "ElementPath", "dataset_to_xml"]
@@ -24,7 +25,6 @@ NATIVE_DICOM_NS = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
 # Characters XML 1.0 cannot carry at all; a stray one must not make the document unparsable.
@@ -81,7 +81,7 @@ def _add_values(
         for index, item in enumerate(elem.value):
             item_elem = ET.SubElement(attribute, "Item", number=str(index + 1))
             _add_dataset(item_elem, item, (*path[:-1], (int(elem.tag), index)), bulk_data_uri)
-    elif vr in _BINARY_VRS:
+    elif vr in BINARY_VRS:
         _add_binary(attribute, elem, path, bulk_data_uri)
     elif vr == "PN":
         for number, name in enumerate(_values(elem), 1):

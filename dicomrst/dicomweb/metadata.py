@@ -20,6 +20,7 @@ from typing import Any
 from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 
+from dicomrst.vrs import BINARY_VRS
 from dicomrst.messages import shown
 from .charset import UTF8_CHARSET
 from .frames import decoded_colour_attributes
@@ -40,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _ITEM_INDEX = re.compile(r"[0-9]{1,9}")
@@ -121,7 +121,7 @@ def _json_element(elem: DataElement, path: ElementPath, bulk_data_uri: BulkDataU
             for index, item in enumerate(elem.value)
         ]
         return {"vr": "SQ", "Value": items}
-    if vr in _BINARY_VRS and not elem.is_empty:
+    if vr in BINARY_VRS and not elem.is_empty:
         uri = bulk_data_uri(path, elem)
         if uri is not None:
             return {"vr": vr, "BulkDataURI": uri}
@@ -177,7 +177,7 @@ def _find(ds: Dataset, element_path: ElementPath, shown: str) -> DataElement:
         if sequence.VR != "SQ" or index >= len(sequence.value):
             raise not_found
         current = sequence.value[index]
-    if tag not in current or _vr(current[tag]) not in _BINARY_VRS:
+    if tag not in current or _vr(current[tag]) not in BINARY_VRS:
         raise not_found
     return current[tag]
 

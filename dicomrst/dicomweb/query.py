@@ -23,6 +23,8 @@ from pydicom import config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.valuerep import STR_VR_REGEXES, validate_value
 
+from dicomrst.vrs import BINARY_INT_VRS, SINGLE_VALUED_TEXT_VRS, WILDCARD_VRS
+
 from .uids import is_valid_uid
 from .qido_attributes import (
     INSTANCE_ALL,
@@ -57,11 +59,7 @@ _QUERY_RETRIEVE_LEVEL = 0x00080052
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _RESERVED = {_QUERY_RETRIEVE_LEVEL: "QueryRetrieveLevel", _SPECIFIC_CHARACTER_SET: "SpecificCharacterSet"}
 
-# PS3.4 C.2.2.2.4: the VRs for which `*` and `?` are wildcards.
-_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 # Text VRs where a backslash is a character rather than a value delimiter.
-_SINGLE_VALUED_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
-_BINARY_INT_VRS = frozenset({"SS", "US", "SL", "UL", "SV", "UV"})
 
 _HEX_TAG_RE = re.compile(r"[0-9A-Fa-f]{8}")
 _KEYWORD_RE = re.compile(r"[A-Z][A-Za-z0-9]*")
@@ -212,7 +210,7 @@ def _uid_list(parameter: str, raw: str) -> str | list[str]:
 
 
 def _wildcard_value(parameter: str, vr: str, raw: str) -> str:
-    if "\\" in raw and vr not in _SINGLE_VALUED_TEXT_VRS:
+    if "\\" in raw and vr not in SINGLE_VALUED_TEXT_VRS:
         raise _bad(parameter, "only a single value is allowed")
     if vr == "CS":
         if _CS_QUERY_RE.fullmatch(raw) is None:
@@ -248,11 +246,11 @@ def _exact_value(parameter: str, vr: str, raw: str) -> Any:
         return raw
     if vr in ("AS", "DS", "IS"):  # string-encoded: sent as given
         return _validated(parameter, vr, raw)
-    if vr in _BINARY_INT_VRS and _INT_RE.fullmatch(raw):
+    if vr in BINARY_INT_VRS and _INT_RE.fullmatch(raw):
         return _validated(parameter, vr, int(raw))
     if vr in ("FL", "FD") and _FLOAT_RE.fullmatch(raw):
         return float(raw)
-    if vr in _BINARY_INT_VRS or vr in ("FL", "FD"):
+    if vr in BINARY_INT_VRS or vr in ("FL", "FD"):
         raise _bad(parameter, f"{_shown(raw)} is not a valid {vr} value")
     raise _bad(parameter, f"matching on an attribute with VR {vr} is not supported")
 
@@ -263,7 +261,7 @@ def _match_value(parameter: str, vr: str, raw: str) -> Any:
         return None
     if _CONTROL_RE.search(raw):
         raise _bad(parameter, "control characters are not allowed")
-    if vr in _WILDCARD_VRS:
+    if vr in WILDCARD_VRS:
         return _wildcard_value(parameter, vr, raw)
     if raw == "*":
         return None  # a lone `*` means "any value" whatever the VR

@@ -30,7 +30,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from .media import is_known_transfer_syntax
+from .uids import is_known_transfer_syntax
 from .part10 import PIXEL_DATA_TAGS, TranscodeError, read_instance, transfer_syntax_of
 
 __all__ = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pydicom.uid import UID_dictionary
+
 from dicomrst.messages import shown
 
 # Leading zeros in a component are invalid per PS3.5 but occur in real archives; refusing them would
@@ -25,3 +27,9 @@ def checked_uid(value: str, name: str) -> str:
     if not is_valid_uid(value):
         raise InvalidUID(f"{name} {shown(value, 80)} is not a valid UID (digits and dots, at most 64 characters)")
     return value
+
+
+def is_known_transfer_syntax(uid: str) -> bool:
+    """Whether pydicom's UID dictionary lists `uid` as a transfer syntax (retired ones included)."""
+    entry = UID_dictionary.get(uid)
+    return entry is not None and entry[1] == "Transfer Syntax"

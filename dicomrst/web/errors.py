@@ -15,7 +15,7 @@ from dicomrst.backends.base import (
     NotFound,
     NotSupported,
 )
-from dicomrst.dicomweb.media import BadAcceptHeader, NotAcceptable
+from dicomrst.dicomweb.accept import BadAcceptHeader, NotAcceptable
 from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
 from dicomrst.dicomweb.transcode import TranscodeError

@@ -9,7 +9,7 @@ from pydicom import Dataset
 
 from dicomrst.backends.base import SearchNotes
 from dicomrst.dicomweb.dicom_json import dataset_to_json, encode_json_array
-from dicomrst.dicomweb.media import QidoMediaType, negotiate_qido
+from dicomrst.dicomweb.negotiation import QidoMediaType, negotiate_qido
 from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.dicomweb.uids import checked_uid, is_valid_uid

@@ -12,7 +12,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 from dicomrst.messages import shown
 from dicomrst.backends.base import StoreSession
 from dicomrst.dicomweb.dicom_json import dataset_to_json
-from dicomrst.dicomweb.media import StowResponseType, negotiate_stow_response, parse_content_type
+from dicomrst.dicomweb.accept import parse_content_type
+from dicomrst.dicomweb.negotiation import StowResponseType, negotiate_stow_response
 from dicomrst.dicomweb.multipart_reader import MAX_BOUNDARY_LENGTH, MultipartError
 from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, SpooledPart, StoreReport, spool_parts
 from dicomrst.dicomweb.uids import checked_uid
@@ -44,7 +45,7 @@ def store_study_instances(aet: str, study_uid: str) -> Response:
 def _boundary() -> str:
     """The boundary of a multipart/related body of application/dicom parts; 415 or 400 otherwise.
 
-    Parsed liberally (media.parse_content_type): `type=application/dicom` unquoted is the same as quoted,
+    Parsed liberally (accept.parse_content_type): `type=application/dicom` unquoted is the same as quoted,
     parameter names in any case, white space around `;`, `=` and inside the quotes.
     """
     header = request.headers.get("Content-Type", "")

@@ -14,13 +14,13 @@ from dicomrst.backends.base import InstanceSelection
 from dicomrst.backends.base import NotFound as BackendNotFound
 from dicomrst.dicomweb.dicom_json import encode_json_array
 from dicomrst.dicomweb.frames import extract_frames, frame_media_type, parse_frame_list
-from dicomrst.dicomweb.media import (
-    InstanceRendition,
+from dicomrst.dicomweb.negotiation import (
+    InstanceRepresentation,
     QidoMediaType,
     negotiate_bulkdata,
     negotiate_frames,
     negotiate_instances,
-    negotiate_qido,
+    negotiate_metadata,
 )
 from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata, instance_metadata_xml
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
@@ -112,29 +112,29 @@ class NoAcceptableTransferSyntax(TranscodeError):
     """An instance that cannot be sent in any transfer syntax the client accepts (406 if it is the first)."""
 
 
-def _rendered(part10: bytes, rendition: InstanceRendition) -> tuple[bytes, str]:
+def _in_accepted_syntax(part10: bytes, representation: InstanceRepresentation) -> tuple[bytes, str]:
     stored = transfer_syntax_of(part10)
-    target = choose_transfer_syntax(stored, rendition.transfer_syntaxes)
+    target = choose_transfer_syntax(stored, representation.transfer_syntaxes)
     if target is None:
         raise NoAcceptableTransferSyntax(
             f"an instance stored as {stored} cannot be sent in any accepted transfer syntax "
-            f"({', '.join(rendition.transfer_syntaxes)})"
+            f"({', '.join(representation.transfer_syntaxes)})"
         )
     return (part10 if target == stored else transcode(part10, target)), target
 
 
 def _instances(aet: str, selection: InstanceSelection) -> Response:
     backend_for(aet)
-    rendition = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
+    representation = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
     root = aet_root_url(aet)
     # Rendering the first instance before answering turns "cannot transcode" into a 406.
-    rendered = primed((*_rendered(part10, rendition), _instance_url(root, part10))
+    rendered = primed((*_in_accepted_syntax(part10, representation), _instance_url(root, part10))
                       for part10 in _retrieve(aet, selection))
-    if rendition.container == "single":
+    if representation.container == "single":
         body, transfer_syntax, url = _only(rendered)
         return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}",
                         headers={"Content-Location": url})
-    if rendition.container == "zip":
+    if representation.container == "zip":
         files = ((f"{index:06d}.dcm", body) for index, (body, _, _) in enumerate(rendered, start=1))
         return Response(zip_stream(files), content_type="application/zip",
                         headers={"Content-Disposition": 'attachment; filename="instances.zip"'})
@@ -166,7 +166,7 @@ def instance_metadata_resource(aet: str, study_uid: str, series_uid: str, sop_ui
 
 def _metadata(aet: str, selection: InstanceSelection) -> Response:
     backend_for(aet)
-    media_type = negotiate_qido(request.headers.get("Accept"))
+    media_type = negotiate_metadata(request.headers.get("Accept"))
     root = aet_root_url(aet)
     instances = primed(_retrieve(aet, selection, "metadata"))
     if media_type is QidoMediaType.JSON:
@@ -203,9 +203,9 @@ def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: 
     numbers = parse_frame_list(frame_list)
     part10 = _single_instance(aet, selection)
     transfer_syntax = transfer_syntax_of(part10)
-    rendition = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
-    frame_bytes = extract_frames(part10, numbers, rendition.decompress)
-    part_type = rendition.media_type
+    representation = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
+    frame_bytes = extract_frames(part10, numbers, representation.decompress)
+    part_type = representation.media_type
     if part_type != "application/octet-stream":
         part_type_header = f"{part_type}; transfer-syntax={transfer_syntax}"
     else:

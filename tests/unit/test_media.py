@@ -2,15 +2,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dicomrst.dicomweb.media import (
+from dicomrst.dicomweb.accept import (
     BadAcceptHeader,
     MediaRange,
-    NotAcceptable,
-    QidoMediaType,
     negotiate,
-    negotiate_qido,
     parse_accept,
     parse_content_type,
+)
+from dicomrst.dicomweb.negotiation import (
+    NotAcceptable,
+    QidoMediaType,
+    negotiate_qido,
 )
 
 XML = 'multipart/related; type="application/dicom+xml"'

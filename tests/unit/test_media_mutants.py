@@ -7,22 +7,24 @@ import dataclasses
 
 import pytest
 
-from dicomrst.dicomweb.media import (
-    FrameRendition,
-    InstanceRendition,
+from dicomrst.dicomweb.accept import (
     MediaRange,
+    parse_accept,
+    parse_content_type,
+)
+from dicomrst.dicomweb.negotiation import (
+    FrameRepresentation,
+    InstanceRepresentation,
     NotAcceptable,
     QidoMediaType,
     negotiate_frames,
     negotiate_instances,
     negotiate_qido,
     negotiate_stow_response,
-    parse_accept,
-    parse_content_type,
 )
-from dicomrst.dicomweb import media
+from dicomrst.dicomweb import negotiation
 
-JSON, XML = media.StowResponseType.JSON, media.StowResponseType.XML
+JSON, XML = negotiation.StowResponseType.JSON, negotiation.StowResponseType.XML
 OCTET = "application/octet-stream"
 
 
@@ -30,7 +32,7 @@ OCTET = "application/octet-stream"
 
 
 def test_stow_response_types_are_the_dicom_media_types():
-    assert [member.value for member in media.StowResponseType] == ["application/dicom+json", "application/dicom+xml"]
+    assert [member.value for member in negotiation.StowResponseType] == ["application/dicom+json", "application/dicom+xml"]
 
 
 @pytest.mark.parametrize("accept", [None, "", "  ", "*/*", "application/*", "application/dicom+json", "application/json",
@@ -146,10 +148,10 @@ def test_frames_406_lists_octet_stream_once_when_frames_are_stored_raw():
 
 
 def test_renditions_are_immutable_values():
-    rendition = InstanceRendition("multipart", ("*",))
-    frames = FrameRendition("image/jpeg", decompress=False)
-    assert len({rendition, InstanceRendition("multipart", ("*",))}) == 1
-    assert len({frames, FrameRendition("image/jpeg", False)}) == 1
+    rendition = InstanceRepresentation("multipart", ("*",))
+    frames = FrameRepresentation("image/jpeg", decompress=False)
+    assert len({rendition, InstanceRepresentation("multipart", ("*",))}) == 1
+    assert len({frames, FrameRepresentation("image/jpeg", False)}) == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         rendition.container = "zip"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -2,10 +2,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dicomrst.dicomweb.media import (
+from dicomrst.dicomweb.negotiation import (
     EXPLICIT_VR_LITTLE_ENDIAN,
-    FrameRendition,
-    InstanceRendition,
+    FrameRepresentation,
+    InstanceRepresentation,
     NotAcceptable,
     negotiate_bulkdata,
     negotiate_frames,
@@ -20,8 +20,8 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"  # a UID pydicom knows, but not a
 OCTET = "application/octet-stream"
 
 
-def multipart(rendition_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN,)) -> InstanceRendition:
-    return InstanceRendition("multipart", rendition_syntaxes)
+def multipart(rendition_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN,)) -> InstanceRepresentation:
+    return InstanceRepresentation("multipart", rendition_syntaxes)
 
 
 # --- negotiate_instances ---------------------------------------------------------------------------
@@ -56,21 +56,21 @@ def test_transfer_syntax_parameter(parameter, expected):
 
 
 def test_bare_application_dicom_is_single_only_for_one_instance():
-    assert negotiate_instances("application/dicom", single_instance=True) == InstanceRendition(
+    assert negotiate_instances("application/dicom", single_instance=True) == InstanceRepresentation(
         "single", (EXPLICIT_VR_LITTLE_ENDIAN,)
     )
     assert negotiate_instances(f"application/dicom; transfer-syntax={JPEG}", single_instance=True) == (
-        InstanceRendition("single", (JPEG,))
+        InstanceRepresentation("single", (JPEG,))
     )
     # A study or series cannot be one application/dicom body: read leniently as multipart.
     assert negotiate_instances("application/dicom", single_instance=False) == multipart()
 
 
 def test_zip_follows_the_same_transfer_syntax_rule():
-    assert negotiate_instances("application/zip", single_instance=False) == InstanceRendition(
+    assert negotiate_instances("application/zip", single_instance=False) == InstanceRepresentation(
         "zip", (EXPLICIT_VR_LITTLE_ENDIAN,)
     )
-    assert negotiate_instances("application/zip; transfer-syntax=*", single_instance=True) == InstanceRendition(
+    assert negotiate_instances("application/zip; transfer-syntax=*", single_instance=True) == InstanceRepresentation(
         "zip", ("*",)
     )
 
@@ -87,11 +87,11 @@ def test_ranges_for_the_same_container_collect_syntaxes_in_q_order():
 
 def test_ranges_for_another_container_are_not_mixed_in():
     accept = f"application/zip; transfer-syntax={J2K}, {DICOM}; transfer-syntax=*; q=0.9, application/zip; q=0.2"
-    assert negotiate_instances(accept, single_instance=False) == InstanceRendition(
+    assert negotiate_instances(accept, single_instance=False) == InstanceRepresentation(
         "zip", (J2K, EXPLICIT_VR_LITTLE_ENDIAN)
     )
     accept = f"application/dicom; transfer-syntax={J2K}, {DICOM}; transfer-syntax=*; q=0.9"
-    assert negotiate_instances(accept, single_instance=True) == InstanceRendition("single", (J2K,))
+    assert negotiate_instances(accept, single_instance=True) == InstanceRepresentation("single", (J2K,))
 
 
 NOT_UIDS = ["abc", "1.2..3", "1.2.3a", ".1.2", "1.2.", "", "1" * 65, "**"]
@@ -104,7 +104,7 @@ def test_a_transfer_syntax_that_is_not_a_uid_makes_its_range_ignored(value):
     accept = f'{DICOM}; transfer-syntax="{value}", {DICOM}; transfer-syntax={J2K}; q=0.5'
     assert negotiate_instances(accept, single_instance=False) == multipart((J2K,))
     accept = f'application/dicom; transfer-syntax="{value}", application/zip; q=0.5'
-    assert negotiate_instances(accept, single_instance=True) == InstanceRendition("zip", (EXPLICIT_VR_LITTLE_ENDIAN,))
+    assert negotiate_instances(accept, single_instance=True) == InstanceRepresentation("zip", (EXPLICIT_VR_LITTLE_ENDIAN,))
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_every_element_valid_none_producible_is_still_406():
 @pytest.mark.parametrize("unknown", ["1.2.3.4", CT_IMAGE_STORAGE])
 def test_a_uid_that_is_no_known_transfer_syntax_is_skipped(unknown):
     accept = f"{DICOM}; transfer-syntax={unknown}, application/zip; q=0.5"
-    assert negotiate_instances(accept, single_instance=False) == InstanceRendition(
+    assert negotiate_instances(accept, single_instance=False) == InstanceRepresentation(
         "zip", (EXPLICIT_VR_LITTLE_ENDIAN,)
     )
     accept = f"{DICOM}; transfer-syntax={unknown}, {DICOM}; transfer-syntax={J2K}; q=0.5"
@@ -184,8 +184,8 @@ def test_other_types_are_not_acceptable_and_the_message_lists_what_is(accept):
     "toto", "multipart/related; type=; q=1", 'multipart/related; type="*/*"; transfer-syntax=x',
 ])
 def test_frames_default_to_the_native_type(accept):
-    assert negotiate_frames(accept, "image/jp2") == FrameRendition("image/jp2", decompress=False)
-    assert negotiate_frames(accept, OCTET) == FrameRendition(OCTET, decompress=False)
+    assert negotiate_frames(accept, "image/jp2") == FrameRepresentation("image/jp2", decompress=False)
+    assert negotiate_frames(accept, OCTET) == FrameRepresentation(OCTET, decompress=False)
 
 
 @pytest.mark.parametrize(
@@ -198,20 +198,20 @@ def test_frames_default_to_the_native_type(accept):
     ],
 )
 def test_octet_stream_frames_decompress_only_when_stored_compressed(accept):
-    assert negotiate_frames(accept, "image/jls") == FrameRendition(OCTET, decompress=True)
-    assert negotiate_frames(accept, OCTET) == FrameRendition(OCTET, decompress=False)
+    assert negotiate_frames(accept, "image/jls") == FrameRepresentation(OCTET, decompress=True)
+    assert negotiate_frames(accept, OCTET) == FrameRepresentation(OCTET, decompress=False)
 
 
 def test_the_native_compressed_type_is_sent_as_stored():
-    assert negotiate_frames('multipart/related; type="image/jp2"', "image/jp2") == FrameRendition("image/jp2", False)
-    assert negotiate_frames("multipart/related; type=VIDEO/h265", "video/H265") == FrameRendition("video/H265", False)
+    assert negotiate_frames('multipart/related; type="image/jp2"', "image/jp2") == FrameRepresentation("image/jp2", False)
+    assert negotiate_frames("multipart/related; type=VIDEO/h265", "video/H265") == FrameRepresentation("video/H265", False)
 
 
 def test_frames_follow_q_order():
     accept = f'multipart/related; type="{OCTET}"; q=0.5, multipart/related; type="image/dicom-rle"'
-    assert negotiate_frames(accept, "image/dicom-rle") == FrameRendition("image/dicom-rle", False)
+    assert negotiate_frames(accept, "image/dicom-rle") == FrameRepresentation("image/dicom-rle", False)
     accept = f'multipart/related; type="{OCTET}", multipart/related; type="image/dicom-rle"; q=0.5'
-    assert negotiate_frames(accept, "image/dicom-rle") == FrameRendition(OCTET, True)
+    assert negotiate_frames(accept, "image/dicom-rle") == FrameRepresentation(OCTET, True)
 
 
 @pytest.mark.parametrize(
@@ -232,22 +232,22 @@ def test_frames_not_acceptable(accept):
 
 def test_frames_bad_transfer_syntax_makes_its_range_ignored():
     assert negotiate_frames(f'multipart/related; type="{OCTET}"; transfer-syntax=x', "image/jp2") == (
-        FrameRendition("image/jp2", False))
+        FrameRepresentation("image/jp2", False))
     accept = f'multipart/related; type="{OCTET}"; transfer-syntax=x, multipart/related; type="{OCTET}"; q=0.1'
-    assert negotiate_frames(accept, "image/jp2") == FrameRendition(OCTET, True)
+    assert negotiate_frames(accept, "image/jp2") == FrameRepresentation(OCTET, True)
 
 
 def test_wildcard_part_types_for_frames():
-    assert negotiate_frames('multipart/related; type="image/*"', "image/jp2") == FrameRendition("image/jp2", False)
+    assert negotiate_frames('multipart/related; type="image/*"', "image/jp2") == FrameRepresentation("image/jp2", False)
     # application/* covers raw frames only, for compressed ones that means decoding.
-    assert negotiate_frames('multipart/related; type="application/*"', "image/jp2") == FrameRendition(OCTET, True)
-    assert negotiate_frames('multipart/related; type="application/*"', OCTET) == FrameRendition(OCTET, False)
+    assert negotiate_frames('multipart/related; type="application/*"', "image/jp2") == FrameRepresentation(OCTET, True)
+    assert negotiate_frames('multipart/related; type="application/*"', OCTET) == FrameRepresentation(OCTET, False)
     # Explicit VR Little Endian is named: only raw frames are in it.
     accept = f'multipart/related; type="*/*"; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}'
-    assert negotiate_frames(accept, "image/jp2") == FrameRendition(OCTET, True)
-    assert negotiate_frames(accept, OCTET) == FrameRendition(OCTET, False)
+    assert negotiate_frames(accept, "image/jp2") == FrameRepresentation(OCTET, True)
+    assert negotiate_frames(accept, OCTET) == FrameRepresentation(OCTET, False)
     assert negotiate_frames(f'multipart/related; type="*/*"; transfer-syntax={J2K}', "image/jp2") == (
-        FrameRendition("image/jp2", False))
+        FrameRepresentation("image/jp2", False))
     with pytest.raises(NotAcceptable):
         negotiate_frames('multipart/related; type="image/*"', OCTET)
     with pytest.raises(NotAcceptable):
