@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -28,7 +31,7 @@ from dicomrst.sample_pacs.query import (
 )
 from dicomrst.sample_pacs.store import InstanceStore, InvalidInstance, StoredInstance
 
-__all__ = ["SamplePacsHandlers"]
+__all__ = ["Pacing", "SamplePacsHandlers"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -92,12 +95,32 @@ def _storage_contexts(instances: list[StoredInstance]) -> list[PresentationConte
     return contexts[:_MAX_REQUESTED_CONTEXTS]
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How like a real PACS the sample one sends: a wait before the first instance of each C-MOVE or
+    C-GET, and at most so many bytes a second, so that what a gateway saves by not asking again shows
+    on one machine."""
+
+    latency_seconds: float = 0.0
+    bytes_per_second: float | None = None
+
+    def throttle(self, path: Path) -> None:
+        if self.bytes_per_second:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return
+            time.sleep(size / self.bytes_per_second)
+
+
 class SamplePacsHandlers:
     """Echo, find, get, move and store against one :class:`InstanceStore`."""
 
-    def __init__(self, store: InstanceStore, destinations: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, store: InstanceStore, destinations: Mapping[str, tuple[str, int]],
+                 pacing: Pacing | None = None) -> None:
         self.store = store
         self.destinations = dict(destinations)
+        self.pacing = pacing or Pacing()
 
     def bindings(self) -> list[EventHandlerType]:
         return [
@@ -163,11 +186,15 @@ class SamplePacsHandlers:
 
     def _send(self, event: Event, instances: list[StoredInstance]) -> Iterator[Any]:
         yield len(instances)
+        # A real PACS takes its time before the first instance (a query of its archive, a tape).
+        time.sleep(self.pacing.latency_seconds)
         for instance in instances:
             if event.is_cancelled:
                 yield _CANCEL, None
                 return
-            yield _PENDING, _read(instance)
+            dataset = _read(instance)
+            self.pacing.throttle(instance.path)
+            yield _PENDING, dataset
 
     def handle_get(self, event: Event) -> Iterator[Any]:
         selected = self._select(event)

@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicomrst.sample_pacs.handlers import SamplePacsHandlers
+from dicomrst.sample_pacs.handlers import Pacing, SamplePacsHandlers
 from dicomrst.sample_pacs.store import InstanceStore
 from dicomrst.sample_pacs.studies import sample_studies
 
@@ -94,6 +94,7 @@ def serve(
     destinations: Mapping[str, tuple[str, int]] = _NO_DESTINATIONS,
     seed: bool = True,
     block: bool = True,
+    pacing: Pacing | None = None,
 ) -> ThreadedAssociationServer | None:
     """Run the sample PACS on ``host:port`` over ``storage_dir``.
 
@@ -102,7 +103,7 @@ def serve(
     With ``block=True`` this returns ``None`` once the server stops.
     """
     store = _prepare_store(Path(storage_dir), seed)
-    handlers = SamplePacsHandlers(store, destinations)
+    handlers = SamplePacsHandlers(store, destinations, pacing)
     ae = _build_ae(aet)
     LOGGER.info("sample PACS %s starting on %s:%d", aet, host, port)
     return ae.start_server((host, port), block=block, evt_handlers=handlers.bindings())
@@ -145,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="AET=HOST:PORT", help="a C-MOVE destination; repeatable")
     parser.add_argument("--no-seed", dest="seed", action="store_false",
                         help="do not put the sample studies into an empty folder")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                        help="wait this long before sending the instances of each C-MOVE or C-GET, as a "
+                             "real PACS does (default: 0)")
+    parser.add_argument("--throughput-mb-s", type=float, default=None, metavar="MB",
+                        help="send at most this many megabytes a second (default: no limit)")
     return parser
 
 
@@ -176,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         destinations=dict(args.destination),
         seed=args.seed,
         block=False,
+        pacing=Pacing(args.latency_ms / 1000,
+                      None if args.throughput_mb_s is None else args.throughput_mb_s * 1_000_000),
     )
     assert server is not None  # block=False always returns the server
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -492,3 +493,36 @@ def test_no_seed_leaves_folder_empty(tmp_path: Path) -> None:
         finally:
             assoc.release()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pacing_makes_the_sample_pacs_behave_like_a_real_one(tmp_path: Path, expected: list[list[Dataset]]) -> None:
+    """--latency-ms waits once per C-GET/C-MOVE before the first instance; --throughput-mb-s caps the rate."""
+    from dicomrst.sample_pacs.handlers import Pacing
+
+    study = expected[0]
+    timings = {}
+    for name, pacing in (("plain", None), ("latency", Pacing(latency_seconds=0.4)),
+                         ("throughput", Pacing(bytes_per_second=200_000))):
+        port = _free_port()
+        with _running(serve(tmp_path / name, aet=PACS_AET, port=port, block=False, pacing=pacing)):
+            ae = _scu()
+            ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+            for sop_class in (CTImageStorage, MRImageStorage):
+                ae.add_requested_context(sop_class)
+            received: list[Dataset] = []
+            roles = [build_role(sop_class, scp_role=True) for sop_class in (CTImageStorage, MRImageStorage)]
+            assoc = ae.associate("127.0.0.1", port, ae_title=PACS_AET, ext_neg=roles,
+                                 evt_handlers=[(evt.EVT_C_STORE, lambda event, got=received: got.append(event.dataset) or 0)])
+            started = time.perf_counter()
+            final = _final_status(assoc.send_c_get(_query("STUDY", StudyInstanceUID=study[0].StudyInstanceUID),
+                                                   StudyRootQueryRetrieveInformationModelGet))
+            timings[name] = time.perf_counter() - started
+            assoc.release()
+            assert final.Status == 0x0000 and len(received) == len(study)
+    from pydicom import dcmread
+
+    size = sum(path.stat().st_size for path in (tmp_path / "throughput").rglob("*.dcm")
+               if dcmread(path, stop_before_pixels=True).StudyInstanceUID == study[0].StudyInstanceUID)
+    assert size > 0
+    assert timings["latency"] >= timings["plain"] + 0.35
+    assert timings["throughput"] >= 0.9 * size / 200_000
