@@ -19,7 +19,7 @@ _AET_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 # unreserved characters, sub-delims, ':' and '@' as they are; anything else would need percent-encoding,
 # which clients and proxies treat differently.
 _PATH_SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$")
-_PLAIN_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")  # the schema's keys are kebab-case words
 
 
 class ConfigError(ValueError):
