@@ -105,6 +105,9 @@ class ServerConfig:
     aet: str = "DICOM-RST"
     http: HttpConfig = field(default_factory=HttpConfig)
     dimse: tuple[ReceiverConfig, ...] = (ReceiverConfig(),)
+    # Our extension: where the retrieve cache keeps instances (aets[].cache); by default in the
+    # host's runtime folder, which outlives the gateway's processes.
+    cache_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,10 +215,17 @@ def _server(section: Section) -> ServerConfig:
         aet=section.get("aet", ae_title, ServerConfig.aet),
         http=_http(section.section("http")),
         dimse=ServerConfig().dimse if receivers is None else tuple(_receiver(item) for item in receivers),
+        cache_path=_cache_path(section.section("cache")),
     )
     _unique(section, [(r.aet, f"{section.key_path('dimse')}[{i}].aet") for i, r in enumerate(server.dimse)])
     section.warn_unknown()
     return server
+
+
+def _cache_path(section: Section) -> str | None:
+    path = section.get("path", string, None)
+    section.warn_unknown()
+    return path
 
 
 def _aet_entry(section: Section) -> AetConfig:

@@ -54,7 +54,7 @@ SCHEMA_KEYS = (
     "telemetry", "server", "aets", "level", "sentry", "aet", "http", "dimse", "interface", "port",
     "max-upload-size", "request-timeout", "graceful-shutdown", "base-path", "trusted-proxies", "uncompressed",
     "backend", "host", "pool", "size", "timeout", "qido-rs", "stow-rs", "wado-rs", "mode", "receivers", "method",
-    "calling-aets", "complete-attributes",
+    "calling-aets", "complete-attributes", "cache", "enabled", "max-size", "ttl", "prefetch", "path",
     "endpoint", "endpoint-style", "bucket", "region", "concurrency", "credentials", "access-key", "secret-key",
     "access-key-env", "secret-key-env",
 )
@@ -109,6 +109,7 @@ config_shaped = section({
         "stow-rs": timeout_section,
         "wado-rs": section({"timeout": leaf(), "mode": leaf(), "method": leaf(), "receivers": listed(leaf()),
                             "calling-aets": listed(leaf())}),
+        "cache": section({key: leaf() for key in ("enabled", "max-size", "ttl", "prefetch")}),
         "credentials": section({key: leaf() for key in ("access-key", "secret-key", "access-key-env",
                                                           "secret-key-env")}),
     })),

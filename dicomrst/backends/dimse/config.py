@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from dicomrst.backends.kind import BackendKind
+from dicomrst.cache.config import CacheConfig, read_cache_config
 from dicomrst.config import AetConfig, Config, ServerConfig
 from dicomrst.config.reading import (
     Section,
@@ -65,6 +66,8 @@ class DimseAetConfig(AetConfig):
     qido_rs: QidoConfig = field(default_factory=QidoConfig)
     stow_rs: StowConfig = field(default_factory=StowConfig)
     wado_rs: WadoConfig = field(default_factory=WadoConfig)
+    # Our extension: the retrieve cache.
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     @property
     def backend(self) -> str:
@@ -103,6 +106,7 @@ def read_dimse_config(section: Section, aet: str) -> DimseAetConfig:
         qido_rs=qido,
         stow_rs=stow,
         wado_rs=wado,
+        cache=read_cache_config(section.section("cache")),
     )
 
 
@@ -127,7 +131,19 @@ def build_dimse_backend(entry: AetConfig, config: Config) -> Backend:
 
     assert isinstance(entry, DimseAetConfig)
     receiver = next((r for r in config.server.dimse if r.aet in entry.wado_rs.receivers), None)
-    return DimseBackend(entry, calling_aet=config.server.aet, receiver=receiver)
+    backend = DimseBackend(entry, calling_aet=config.server.aet, receiver=receiver)
+    if not entry.cache.enabled:
+        return backend
+    from pathlib import Path
+
+    from dicomrst.backends.dimse.file_names import safe_name
+    from dicomrst.cache.cached_backend import CachedBackend
+    from dicomrst.cache.instances import InstanceCache
+    from dicomrst.runtime import runtime_directory
+
+    root = Path(config.server.cache_path) if config.server.cache_path else runtime_directory() / "cache"
+    cache = InstanceCache(root / safe_name(entry.aet), entry.cache.max_size, entry.cache.ttl / 1000)
+    return CachedBackend(backend, cache, entry.cache.prefetch, wait_seconds=entry.wado_rs.timeout / 1000)
 
 
 DIMSE = BackendKind("DIMSE", read_dimse_config, build_dimse_backend, resolve_dimse_config)
