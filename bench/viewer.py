@@ -6,7 +6,7 @@ data. Two studies: a CT series of 512x512 slices and one 30-frame multi-frame in
 Prints the time to the first frame, the time to all frames, and the C-MOVEs the gateway issued (from its
 /metrics). The figures are what a retrieve cache is measured against.
 
-    python bench/viewer.py [--slices 200] [--frames 30] [--workers 2]
+    python bench/viewer.py [--slices 200] [--frames 30] [--workers 2] [--cache]
 """
 from __future__ import annotations
 
@@ -101,12 +101,17 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", action="store_true", help="with the retrieve cache on (aets[].cache)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         orthanc = start_orthanc(Path(folder) / "orthanc")
         try:
             studies = fill(orthanc, args.slices, args.frames)
-            config = gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}])
+            entry = {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}
+            if args.cache:
+                entry["cache"] = {"enabled": True}
+            config = gateway_config([entry])
+            config["server"]["cache"] = {"path": str(Path(folder) / "cache")}
             orthanc.add_modality(*receiver_of(config))
             (Path(folder) / "gateway").mkdir()
             gateway = Gateway(config, Path(folder) / "gateway", workers=args.workers)
