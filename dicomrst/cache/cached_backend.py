@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from io import BytesIO
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 
 from dicomrst.backends.base import (
     Backend,
     BackendBusy,
+    BackendProtocolError,
     Health,
     InstanceSelection,
     NotFound,
@@ -26,6 +26,7 @@ from dicomrst.backends.base import (
     StoreSession,
 )
 from dicomrst.cache.instances import InstanceCache
+from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.dicomweb.stow import UploadedInstance
 
@@ -78,24 +79,34 @@ class CachedBackend(Backend):
 
     def _kept(self, instances: Iterator[bytes]) -> Iterator[bytes]:
         for part10 in instances:
-            study_uid, series_uid, sop_uid = _uids_of(part10)
+            study_uid, series_uid, sop_uid = uids_of(part10)
             self.cache.put(study_uid, series_uid, sop_uid, part10)
             yield part10
 
-    def _cached_series(self, study_uid: str, series_uid: str, sop_uid: str | None) -> list[bytes] | None:
+    def _cached_series(self, study_uid: str, series_uid: str, sop_uid: str | None) -> list[str] | None:
+        """The SOP Instance UIDs to serve from disk, when the series is complete there; checked without
+        reading the instances, which are then read one at a time (``_read``)."""
         sop_uids = self.cache.complete_series(study_uid, series_uid)
         if sop_uids is None or (sop_uid is not None and sop_uid not in sop_uids):
             return None
         wanted = sop_uids if sop_uid is None else [sop_uid]
-        found = [self.cache.get(study_uid, series_uid, uid) for uid in wanted]
-        if any(part10 is None for part10 in found):  # evicted meanwhile
+        if not all(self.cache.has(study_uid, series_uid, uid) for uid in wanted):  # evicted meanwhile
             return None
-        return [part10 for part10 in found if part10 is not None]
+        return wanted
+
+    def _read(self, study_uid: str, series_uid: str, sop_uids: list[str]) -> Iterator[bytes]:
+        for sop_uid in sop_uids:
+            part10 = self.cache.get(study_uid, series_uid, sop_uid)
+            if part10 is None:
+                # Evicted between the check and the read: the response ends visibly unfinished rather
+                # than short of an instance.
+                raise BackendProtocolError("an instance of the cached series was evicted while it was sent")
+            yield part10
 
     def _series(self, study_uid: str, series_uid: str, sop_uid: str | None) -> Iterator[bytes]:
         cached = self._cached_series(study_uid, series_uid, sop_uid)
         if cached is not None:
-            yield from cached
+            yield from self._read(study_uid, series_uid, cached)
             return
         with self.cache.series_lock(study_uid, series_uid, self.wait_seconds) as held:
             if not held:
@@ -103,11 +114,11 @@ class CachedBackend(Backend):
             # Whoever held the lock before may have stored the series meanwhile.
             cached = self._cached_series(study_uid, series_uid, sop_uid)
             if cached is not None:
-                yield from cached
+                yield from self._read(study_uid, series_uid, cached)
                 return
             seen: list[str] = []
             for part10 in self.inner.retrieve(InstanceSelection(study_uid, series_uid)):
-                found_study, found_series, found_sop = _uids_of(part10)
+                found_study, found_series, found_sop = uids_of(part10)
                 self.cache.put(found_study, found_series, found_sop, part10)
                 seen.append(found_sop)
                 if sop_uid is None or found_sop == sop_uid:
@@ -131,7 +142,7 @@ class CachedBackend(Backend):
             yield part10
             return
         for found in self._kept(self.inner.retrieve(InstanceSelection(selection.study_uid))):
-            if _uids_of(found)[2] == selection.sop_uid:
+            if uids_of(found)[2] == selection.sop_uid:
                 yield found
 
 
@@ -145,9 +156,3 @@ class _Forgetting(StoreSession):
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         self.cache.forget_series(instance.study_uid, instance.series_uid)
         return self.inner.store(instance)
-
-
-def _uids_of(part10: bytes) -> tuple[str, str, str]:
-    header = dcmread(BytesIO(part10), stop_before_pixels=True,
-                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-    return str(header.StudyInstanceUID), str(header.SeriesInstanceUID), str(header.SOPInstanceUID)

@@ -39,6 +39,9 @@ class InstanceCache:
         value = self._cache.get(("instance", study_uid, series_uid, sop_uid))
         return value if isinstance(value, bytes) else None
 
+    def has(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        return ("instance", study_uid, series_uid, sop_uid) in self._cache
+
     def complete_series(self, study_uid: str, series_uid: str) -> list[str] | None:
         """The SOP Instance UIDs of a series retrieved whole within the time to live, else None."""
         value = self._cache.get(("series", study_uid, series_uid))

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 __all__ = [
-    "BadAcceptHeader",
     "Ignored",
     "MediaRange",
     "NotAcceptable",
@@ -30,13 +29,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-
-class BadAcceptHeader(ValueError):
-    """The Accept header is syntactically invalid (answer 400).
-
-    Negotiation no longer raises it (malformed elements are ignored, PS3.18 8.7.7); it stays for the
-    error handler that maps it and for callers that catch it.
-    """
 
 
 class NotAcceptable(Exception):

@@ -61,3 +61,12 @@ def read_instance(part10: bytes, **dcmread_options: Any) -> Dataset:
         return dcmread(io.BytesIO(part10), **dcmread_options)
     except Exception as exc:
         raise TranscodeError("the stored instance cannot be read") from exc
+
+
+def uids_of(part10: bytes) -> tuple[str, str, str]:
+    """Study, Series and SOP Instance UIDs of a stored object, read from its header alone ("" for one
+    it lacks)."""
+    header = read_instance(part10, stop_before_pixels=True,
+                           specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    return (str(header.get("StudyInstanceUID", "")), str(header.get("SeriesInstanceUID", "")),
+            str(header.get("SOPInstanceUID", "")))

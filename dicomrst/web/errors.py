@@ -15,7 +15,7 @@ from dicomrst.backends.base import (
     NotFound,
     NotSupported,
 )
-from dicomrst.dicomweb.accept import BadAcceptHeader, NotAcceptable
+from dicomrst.dicomweb.accept import NotAcceptable
 from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
 from dicomrst.dicomweb.transcode import TranscodeError
@@ -91,7 +91,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(BackendError, _backend_error)
     app.register_error_handler(QueryError, _bad_request)
     app.register_error_handler(InvalidUID, _bad_request)
-    app.register_error_handler(BadAcceptHeader, _bad_request)
     app.register_error_handler(NotAcceptable, _not_acceptable)
     app.register_error_handler(TranscodeError, _not_acceptable)
     app.register_error_handler(FrameError, _bad_request)

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from io import BytesIO
 from typing import TypeVar
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
-from pydicom import dcmread
 
 from dicomrst.backends.base import InstanceSelection
 from dicomrst.backends.base import NotFound as BackendNotFound
@@ -24,6 +22,7 @@ from dicomrst.dicomweb.negotiation import (
 )
 from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata, instance_metadata_xml
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
+from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.transcode import TranscodeError, choose_transfer_syntax, transcode, transfer_syntax_of
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.zip_stream import zip_stream
@@ -52,7 +51,7 @@ def _in_path(selection: InstanceSelection, instances: Iterator[bytes]) -> Iterat
     wanted = (selection.study_uid, selection.series_uid, selection.sop_uid)
     matched = 0
     for part10 in instances:
-        found = _uids_of(part10)
+        found = uids_of(part10)
         if all(want is None or want == have for want, have in zip(wanted, found)):
             matched += 1
             yield part10
@@ -63,13 +62,6 @@ def _in_path(selection: InstanceSelection, instances: Iterator[bytes]) -> Iterat
         raise BackendNotFound("no instance of this study and series matches")
 
 
-def _uids_of(part10: bytes) -> tuple[str, str, str]:
-    header = dcmread(BytesIO(part10), stop_before_pixels=True,
-                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-    return (str(header.get("StudyInstanceUID", "")), str(header.get("SeriesInstanceUID", "")),
-            str(header.get("SOPInstanceUID", "")))
-
-
 def _retrieve(aet: str, selection: InstanceSelection, service: str = "retrieve") -> Iterator[bytes]:
     """``service`` is the backend's retrieve, metadata or frames: the same instances, which a backend
     (or a cache) may give more cheaply for the last two."""
@@ -77,7 +69,7 @@ def _retrieve(aet: str, selection: InstanceSelection, service: str = "retrieve")
 
 
 def _instance_url(root: str, part10: bytes) -> str:
-    study_uid, series_uid, sop_uid = _uids_of(part10)
+    study_uid, series_uid, sop_uid = uids_of(part10)
     return f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
 
 

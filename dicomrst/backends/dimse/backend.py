@@ -1,7 +1,6 @@
 """A PACS spoken to with DIMSE: the Backend interface over pynetdicom."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,7 +30,6 @@ from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.config import ReceiverConfig
-from dicomrst.dicomweb.charset import UTF8_CHARSET
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.metrics import MOVES_IN_FLIGHT, dimse_operation
 
@@ -108,16 +106,6 @@ class DimseBackend(Backend):
                 yield session
             finally:
                 session.close()
-
-
-def _asking_for_utf8(identifier: Dataset) -> Dataset:
-    """A PACS answers in the character set of the request where it can (Orthanc does, and otherwise
-    falls back to Latin-1, losing every ideographic name); UTF-8 holds them all."""
-    if "SpecificCharacterSet" in identifier:
-        return identifier
-    request = copy.copy(identifier)
-    request.SpecificCharacterSet = UTF8_CHARSET
-    return request
 
 
 def _query_options(fuzzy_matching: bool) -> SOPClassExtendedNegotiation:

@@ -23,7 +23,8 @@ from pynetdicom import Association
 
 from dicomrst.backends.base import SearchNotes
 from dicomrst.backends.dimse.find import find
-from dicomrst.backends.dimse.identifier import cfind_identifier
+from dicomrst.backends.dimse.identifier import cfind_identifier, set_key
+from dicomrst.dicomweb.charset import UTF8_CHARSET
 from dicomrst.dicomweb.qido_attributes import (
     INSTANCE_ALL,
     INSTANCE_DEFAULTS,
@@ -92,7 +93,9 @@ class HierarchicalSearch:
 
     def _find(self, identifier: Dataset) -> Iterator[Dataset]:
         if "SpecificCharacterSet" not in identifier:
-            identifier.SpecificCharacterSet = "ISO_IR 192"  # UTF-8 answers keep every name whole
+            # A PACS answers in the character set of the request where it can (Orthanc does, and
+            # otherwise falls back to Latin-1, losing every ideographic name); UTF-8 holds them all.
+            identifier.SpecificCharacterSet = UTF8_CHARSET
         return find(self.association, identifier, self.timeout)
 
     def _relational(self) -> Iterator[Dataset]:
@@ -209,7 +212,7 @@ class HierarchicalSearch:
         keys = Dataset()
         for key in self.query.matching:
             if key.value is not None:
-                _set(keys, key.path, key.value)
+                set_key(keys, key.path, key.value)
         try:
             yield from (self._passing(rows, keys) if len(keys) else rows)
         finally:
@@ -247,15 +250,3 @@ def _merged(parent: Dataset, child: Dataset) -> Dataset:
 
 def _has_value(row: Dataset, tag: int) -> bool:
     return tag in row and row[tag].value not in (None, "", [])
-
-
-def _set(ds: Dataset, path: KeyPath, value: object) -> None:
-    from pydicom.dataelem import DataElement
-
-    from dicomrst.dicomweb.query import vr_of
-
-    for tag in path[:-1]:
-        if tag not in ds:
-            ds[tag] = DataElement(tag, "SQ", [Dataset()])
-        ds = ds[tag].value[0]
-    ds[path[-1]] = DataElement(path[-1], vr_of(path[-1], matching=True), value)

@@ -18,7 +18,7 @@ def cfind_identifier(query: QidoQuery) -> Dataset:
         _add_return_key(identifier, path)
     for key in query.matching:
         if key.value is not None:
-            _set_key(identifier, key.path, key.value)
+            set_key(identifier, key.path, key.value)
         else:
             _add_return_key(identifier, key.path)  # universal match: keep a default's sequence item
     _add_private_creators(identifier)
@@ -38,7 +38,8 @@ def _item_for(ds: Dataset, path: KeyPath) -> Dataset:
     return ds
 
 
-def _set_key(ds: Dataset, path: KeyPath, value: Any) -> None:
+def set_key(ds: Dataset, path: KeyPath, value: Any) -> None:
+    """A key at ``path`` (through one item of each sequence on the way); None makes it a return key."""
     tag = path[-1]
     vr = vr_of(tag, matching=value is not None)
     empty: Any = [] if vr == "SQ" else None
@@ -48,7 +49,7 @@ def _set_key(ds: Dataset, path: KeyPath, value: Any) -> None:
 
 def _add_return_key(ds: Dataset, path: KeyPath) -> None:
     if path[-1] not in _item_for(ds, path):
-        _set_key(ds, path, None)
+        set_key(ds, path, None)
 
 
 def _add_private_creators(ds: Dataset) -> None:
@@ -58,7 +59,7 @@ def _add_private_creators(ds: Dataset) -> None:
         if is_private(tag) and not is_private_creator(tag):
             creator = (tag & 0xFFFF0000) | ((tag & 0xFF00) >> 8)
             if creator not in ds:
-                _set_key(ds, (creator,), None)
+                set_key(ds, (creator,), None)
         elif element.VR == "SQ":
             for item in element.value:
                 _add_private_creators(item)
