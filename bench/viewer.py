@@ -1,31 +1,47 @@
 """A viewer opening studies the way OHIF does: QIDO of the study and its series, each series' metadata,
-then every frame of every instance over 6 connections (`frames/{n}` with OHIF's Accept). Run through the
-gateway in front of Orthanc, cold and then a second time, and against Orthanc's own DICOMweb on the same
-data. Two studies: a CT series of 512x512 slices and one 30-frame multi-frame instance.
+then every frame of every instance over 6 connections (`frames/{n}` with OHIF's Accept).
 
-Prints the time to the first frame, the time to all frames, and the C-MOVEs the gateway issued (from its
-/metrics). The figures are what a retrieve cache is measured against.
+Part 1, in front of Orthanc: the gateway cold (a new, empty retrieve cache each run), the gateway warm
+(the same study again), and Orthanc's own DICOMweb on the same data (the reference; for a viewer the
+floor is what the PACS's own web server does). Two studies: a CT series of 512x512 slices and one
+multi-frame instance. For each: the time to the first frame and to all frames (median and range over
+the runs), the C-MOVE/C-GETs issued per series and the bytes moved from the PACS against the series'
+size, from the gateway's /metrics.
 
-    python bench/viewer.py [--slices 200] [--frames 30] [--workers 2] [--cache]
+Part 2, the latency of a real PACS: the same cold opening of the CT series through the gateway in front
+of the sample PACS, without and with `--latency-ms` before each C-MOVE sends anything. The latency
+should be paid once per series, not once per frame.
+
+Targets (the viewer issue): cold at most one retrieval per series, bytes moved at most 1.05x the
+series, all frames at most 1.5x Orthanc's; warm no DIMSE at all and at most 1.2x Orthanc's; with the
+latency, cold at most the cold time without it plus 0.6 s.
+
+    python bench/viewer.py [--slices 200] [--frames 30] [--runs 5] [--workers 2] [--latency-ms 500]
 """
 from __future__ import annotations
 
 import argparse
 import random
 import re
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy
 import requests
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
-from common import Gateway, Orthanc, gateway_config, start_orthanc
+from common import Gateway, free_port, gateway_config, start_orthanc
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import receiver_of
 
@@ -39,8 +55,18 @@ def part10(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def fill(orthanc: Orthanc, slices: int, frames: int) -> list[str]:
-    """Upload the CT series and the multi-frame study; their Study Instance UIDs."""
+@dataclass
+class Study:
+    name: str
+    study_uid: str
+    files: list[bytes]
+
+    @property
+    def size(self) -> int:
+        return sum(len(file) for file in self.files)
+
+
+def make_studies(slices: int, frames: int) -> list[Study]:
     ct = generate_study(random.Random(13), n_series=1, instances_per_series=slices, modalities=("CT",),
                         rows=512, columns=512)
     clip = generate_study(random.Random(14), n_series=1, instances_per_series=1, modalities=("MR",),
@@ -49,9 +75,8 @@ def fill(orthanc: Orthanc, slices: int, frames: int) -> list[str]:
     clip.NumberOfFrames = frames
     clip.BitsAllocated, clip.BitsStored, clip.HighBit, clip.PixelRepresentation = 8, 8, 7, 0
     clip.PixelData = numpy.random.default_rng(14).integers(0, 255, (frames, 512, 512), dtype=numpy.uint8).tobytes()
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda dataset: orthanc.upload(part10(dataset)), [*ct, clip]))
-    return [str(ct[0].StudyInstanceUID), str(clip.StudyInstanceUID)]
+    return [Study(f"CT series of {slices} slices", str(ct[0].StudyInstanceUID), [part10(d) for d in ct]),
+            Study(f"one instance of {frames} frames", str(clip.StudyInstanceUID), [part10(clip)])]
 
 
 @dataclass
@@ -90,49 +115,199 @@ def open_study(root: str, study_uid: str) -> Opening:
     return Opening(first[0] if first else float("nan"), time.perf_counter() - started, len(urls))
 
 
-def moves(gateway: Gateway) -> float:
+def metric(gateway: Gateway, name: str, pattern: str = "") -> float:
     text = requests.get(f"{gateway.url}/metrics", timeout=10).text
-    return sum(float(value) for value in
-               re.findall(r'dicomrst_dimse_operations_total\{[^}]*operation="C-MOVE"[^}]*\} ([0-9.e+]+)', text))
+    return sum(float(value) for value in re.findall(rf"^{name}\{{[^}}]*{pattern}[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE))
+
+
+def retrievals(gateway: Gateway) -> float:
+    return metric(gateway, "dicomrst_dimse_operations_total", 'operation="C-(?:MOVE|GET)"')
+
+
+def settle(gateway: Gateway) -> None:
+    """Until the retrievals under way have ended (a frame response can end before its series is in)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and metric(gateway, "dicomrst_moves_in_flight") > 0:
+        time.sleep(0.1)
+
+
+@dataclass
+class Runs:
+    openings: list[Opening]
+    retrievals: list[float]
+    moved: list[float]
+
+    def all_frames(self) -> float:
+        return statistics.median(o.all_frames for o in self.openings)
+
+
+def measure(runs: int, gateway: Gateway | None, root: Callable[[], str], study: Study,
+            before_each: Callable[[], None] = lambda: None) -> Runs:
+    result = Runs([], [], [])
+    for _ in range(runs):
+        before_each()
+        counted = (retrievals(gateway), metric(gateway, "dicomrst_retrieved_bytes_total")) if gateway else (0, 0)
+        result.openings.append(open_study(root(), study.study_uid))
+        if gateway is not None:
+            settle(gateway)
+            result.retrievals.append(retrievals(gateway) - counted[0])
+            result.moved.append(metric(gateway, "dicomrst_retrieved_bytes_total") - counted[1])
+    return result
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:7.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
+
+
+def show(label: str, runs: Runs, study: Study) -> None:
+    line = (f"  {label:<24} first frame {spread([o.first_frame for o in runs.openings])}   "
+            f"all {runs.openings[0].frames} frames {spread([o.all_frames for o in runs.openings])}")
+    if runs.retrievals:
+        line += (f"   retrievals/series {max(runs.retrievals):.0f}"
+                 f"   moved {max(runs.moved) / study.size:.2f}x the series")
+    print(line)
+
+
+class RestartingGateway:
+    """The gateway, restarted on a new, empty cache folder whenever a cold run needs one."""
+
+    def __init__(self, config: dict[str, Any], folder: Path, workers: int) -> None:
+        self.config, self.folder, self.workers = config, folder, workers
+        self.runs = 0
+        self.gateway: Gateway | None = None
+        self.cold()
+
+    def cold(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.runs += 1
+        directory = self.folder / f"gateway-{self.runs}"
+        directory.mkdir()
+        self.config["server"]["cache"] = {"path": str(directory / "cache")}
+        self.gateway = Gateway(self.config, directory, workers=self.workers)
+        self.gateway.start()
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+
+
+def part_orthanc(args: argparse.Namespace, studies: list[Study], folder: Path) -> None:
+    orthanc = start_orthanc(folder / "orthanc")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(orthanc.upload, [file for study in studies for file in study.files]))
+        config = gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}])
+        orthanc.add_modality(*receiver_of(config))
+        gateways = RestartingGateway(config, folder, args.workers)
+        try:
+            for study in studies:
+                print(f"\n{study.name} ({study.size / 1e6:.1f} MB), {args.runs} runs each")
+
+                def gateway() -> Gateway:
+                    assert gateways.gateway is not None
+                    return gateways.gateway
+
+                def root() -> str:
+                    return f"{gateway().url}/aets/{orthanc.aet}"
+
+                open_study(orthanc.dicomweb_url, study.study_uid)  # Orthanc's own caches warmed, as ours are warm
+                cold = Runs([], [], [])
+                for _ in range(args.runs):
+                    gateways.cold()
+                    one = measure(1, gateway(), root, study)
+                    cold.openings += one.openings
+                    cold.retrievals += one.retrievals
+                    cold.moved += one.moved
+                warm = measure(args.runs, gateway(), root, study)
+                reference = measure(args.runs, None, lambda: orthanc.dicomweb_url, study)
+                show("gateway, cold", cold, study)
+                show("gateway, warm", warm, study)
+                show("orthanc dicomweb (ref)", reference, study)
+                print(f"  cold/orthanc {cold.all_frames() / reference.all_frames():.2f} (target <= 1.5)   "
+                      f"warm/orthanc {warm.all_frames() / reference.all_frames():.2f} (target <= 1.2)   "
+                      f"warm retrievals {max(warm.retrievals):.0f} (target 0)")
+        finally:
+            gateways.stop()
+    finally:
+        orthanc.stop()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the sample PACS exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the sample PACS did not come up")
+
+
+def part_latency(args: argparse.Namespace, study: Study, folder: Path) -> None:
+    storage = folder / "sample-storage"
+    storage.mkdir()
+    for index, file in enumerate(study.files):
+        (storage / f"{index:05d}.dcm").write_bytes(file)
+    config = gateway_config([])
+    receiver_aet, receiver_port = receiver_of(config)
+    pacs_processes = []
+    for aet, latency in (("FAST", 0.0), ("SLOW", args.latency_ms)):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dicomrst.cli", "sample-pacs", "--storage", str(storage), "--no-seed",
+             "--aet", aet, "--port", str(port), "--latency-ms", str(latency),
+             "--destination", f"{receiver_aet}=127.0.0.1:{receiver_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pacs_processes.append(process)
+        _wait_for_port(port, process)
+        config["aets"].append({"aet": aet, "host": "127.0.0.1", "port": port})
+    try:
+        (folder / "latency").mkdir()
+        gateways = RestartingGateway(config, folder / "latency", args.workers)
+        try:
+            print(f"\n{study.name} through the gateway in front of the sample PACS, cold, {args.runs} runs each")
+            results = {}
+            for aet in ("FAST", "SLOW"):
+                def root(aet: str = aet) -> str:
+                    assert gateways.gateway is not None
+                    return f"{gateways.gateway.url}/aets/{aet}"
+
+                runs = Runs([], [], [])
+                for _ in range(args.runs):
+                    gateways.cold()
+                    assert gateways.gateway is not None
+                    one = measure(1, gateways.gateway, root, study)
+                    runs.openings += one.openings
+                    runs.retrievals += one.retrievals
+                    runs.moved += one.moved
+                label = "no latency" if aet == "FAST" else f"latency {args.latency_ms:.0f} ms"
+                show(label, runs, study)
+                results[aet] = runs.all_frames()
+            print(f"  latency paid: {(results['SLOW'] - results['FAST']) * 1000:.0f} ms "
+                  f"(target <= {args.latency_ms + 100:.0f} ms: once per series)")
+        finally:
+            gateways.stop()
+    finally:
+        for process in pacs_processes:
+            process.terminate()
+            process.wait(10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cache", action="store_true", help="with the retrieve cache on (aets[].cache)")
+    parser.add_argument("--latency-ms", type=float, default=500.0)
     args = parser.parse_args()
+    studies = make_studies(args.slices, args.frames)
     with tempfile.TemporaryDirectory() as folder:
-        orthanc = start_orthanc(Path(folder) / "orthanc")
-        try:
-            studies = fill(orthanc, args.slices, args.frames)
-            entry = {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}
-            if args.cache:
-                entry["cache"] = {"enabled": True}
-            config = gateway_config([entry])
-            config["server"]["cache"] = {"path": str(Path(folder) / "cache")}
-            orthanc.add_modality(*receiver_of(config))
-            (Path(folder) / "gateway").mkdir()
-            gateway = Gateway(config, Path(folder) / "gateway", workers=args.workers)
-            gateway.start()
-            try:
-                names = (f"CT series of {args.slices} slices", f"one instance of {args.frames} frames")
-                for name, study_uid in zip(names, studies):
-                    print(f"\n{name}")
-                    for label, root in (("gateway, cold", f"{gateway.url}/aets/{orthanc.aet}"),
-                                        ("gateway, again", f"{gateway.url}/aets/{orthanc.aet}"),
-                                        ("orthanc dicomweb (ref)", orthanc.dicomweb_url)):
-                        before = moves(gateway)
-                        opening = open_study(root, study_uid)
-                        issued = moves(gateway) - before
-                        print(f"  {label:<24} first frame {opening.first_frame * 1000:8.1f} ms   "
-                              f"all {opening.frames} frames {opening.all_frames * 1000:9.1f} ms   "
-                              f"C-MOVEs {issued:5.0f}")
-            finally:
-                gateway.stop()
-        finally:
-            orthanc.stop()
+        part_orthanc(args, studies, Path(folder))
+        part_latency(args, studies[0], Path(folder))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,19 @@ ASSOCIATIONS_OPEN = Gauge("dicomrst_associations_open", "Associations open to ea
 MOVES_IN_FLIGHT = Gauge("dicomrst_moves_in_flight", "C-MOVE retrievals under way, by AET", ["aet"],
                         multiprocess_mode="livesum")
 
+CACHE_REQUESTS = Counter(
+    "dicomrst_cache_requests_total",
+    "WADO-RS requests through the retrieve cache, by AET and outcome: hit (served from disk), miss (started "
+    "a retrieval), join (joined a retrieval in flight)", ["aet", "outcome"])
+CACHE_SERVED_BYTES = Counter("dicomrst_cache_served_bytes_total", "Bytes of instances and frames read from the "
+                             "retrieve cache for responses, by AET", ["aet"])
+RETRIEVED_BYTES = Counter("dicomrst_retrieved_bytes_total", "Bytes of instances retrieved from each PACS into "
+                          "the retrieve cache, by AET", ["aet"])
+CACHE_EVICTIONS = Counter("dicomrst_cache_evictions_total", "Entries the retrieve cache evicted (size) or "
+                          "expired (age), by AET", ["aet"])
+CACHE_BYTES = Gauge("dicomrst_cache_bytes", "Size of the retrieve cache on disk, by AET", ["aet"],
+                    multiprocess_mode="mostrecent")
+
 ROUTE_ENVIRON = "dicomrst.route"
 
 

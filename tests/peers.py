@@ -162,6 +162,8 @@ class Gateway:
 
     def start(self) -> None:
         config_path = self.directory / "dicomrst.yaml"
+        # Each gateway of the tests keeps its retrieve cache to itself.
+        self.config.setdefault("server", {}).setdefault("cache", {"path": str(self.directory / "cache")})
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
         environment = {**os.environ, **self.environment, "DICOMRST_CONFIG": str(config_path)}
         command = [sys.executable, "-m", "gunicorn", "-c", "etc/gunicorn.conf.py", "wsgi:app",

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
 
+from dicomrst.dicomweb.metadata import instance_metadata
+from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.dicomweb.stow import UploadedInstance
 
@@ -60,6 +63,34 @@ class InstanceSelection:
         if self.sop_uid is not None:
             return "IMAGE"
         return "SERIES" if self.series_uid is not None else "STUDY"
+
+
+# Study, Series and SOP Instance UID of one instance.
+InstanceUids = tuple[str, str, str]
+
+# Stands for an instance's URL in a metadata document kept before the URL of a request is known.
+INSTANCE_URL_PLACEHOLDER = "urn:dicomrst:instance-url"
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """The frames of one instance as stored, read without loading the instance (``read`` takes 1-based
+    frame numbers, already checked against ``count``, and says None if the instance is gone meanwhile)."""
+
+    transfer_syntax: str
+    count: int
+    read: Callable[[list[int]], list[bytes] | None]
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What HTTP caching (RFC 9111, 9110 8.8) can say of a response before its body: the identity of
+    the instances it is made of, when they were retrieved, and how long ago the origin confirmed them."""
+
+    identity: str
+    last_modified: float  # time.time()
+    age: float  # seconds
+    max_age: float  # seconds the gateway serves them without asking the origin again
 
 
 @dataclass
@@ -161,6 +192,23 @@ class Backend(ABC):
     def frames(self, selection: InstanceSelection) -> Iterator[bytes]:
         """The one instance whose frames or bulk data are asked for: by default, retrieved whole."""
         return self.retrieve(selection)
+
+    def metadata_documents(self, selection: InstanceSelection) -> Iterator[tuple[InstanceUids, str]]:
+        """The DICOM JSON metadata of each selected instance as JSON text, its URL given as
+        ``INSTANCE_URL_PLACEHOLDER``: by default computed from ``metadata``."""
+        for part10 in self.metadata(selection):
+            document = instance_metadata(part10, INSTANCE_URL_PLACEHOLDER)
+            yield uids_of(part10), json.dumps(document, ensure_ascii=False)
+
+    def stored_frames(self, selection: InstanceSelection) -> StoredFrames | None:
+        """The frames of one instance read as stored without loading it, where the backend can (a
+        cache); None sends the web layer to ``frames``."""
+        return None
+
+    def validators(self, selection: InstanceSelection) -> Validators | None:
+        """Validators of what a WADO-RS request of ``selection`` would be served from, where known
+        before serving it; None when they are not."""
+        return None
 
     def store_session(self) -> AbstractContextManager[StoreSession]:
         """STOW-RS: a session to store instances one by one. Entering it reaches the origin, so an

@@ -10,7 +10,7 @@ from pydicom import Dataset
 
 from dicomrst.dicomweb.charset import UTF8_CHARSET
 
-__all__ = ["UTF8_CHARSET", "dataset_to_json", "encode_json_array"]
+__all__ = ["UTF8_CHARSET", "dataset_to_json", "encode_json_array", "encode_json_texts"]
 
 _SPECIFIC_CHARACTER_SET = "00080005"
 
@@ -49,5 +49,14 @@ def encode_json_array(datasets: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     prefix = b"["
     for item in datasets:
         yield prefix + json.dumps(item, ensure_ascii=False).encode("utf-8")
+        prefix = b","
+    yield b"[]" if prefix == b"[" else b"]"
+
+
+def encode_json_texts(texts: Iterable[str]) -> Iterator[bytes]:
+    """``encode_json_array`` for items already encoded as JSON text."""
+    prefix = b"["
+    for text in texts:
+        yield prefix + text.encode("utf-8")
         prefix = b","
     yield b"[]" if prefix == b"[" else b"]"

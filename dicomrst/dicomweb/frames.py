@@ -23,10 +23,13 @@ __all__ = [
     "FRAME_MEDIA_TYPES",
     "MAX_FRAMES_PER_REQUEST",
     "FrameError",
+    "check_frame_numbers",
     "decoded_colour_attributes",
     "decodes_frames",
     "extract_frames",
+    "frame_bits",
     "frame_media_type",
+    "number_of_frames",
     "parse_frame_list",
 ]
 
@@ -101,7 +104,7 @@ def _pixel_element(ds: Dataset) -> tuple[DataElement, int]:
     raise FrameError("the instance has no pixel data")
 
 
-def _number_of_frames(ds: Dataset) -> int:
+def number_of_frames(ds: Dataset) -> int:
     value = ds.get("NumberOfFrames")
     if value is None or value == "":
         return 1
@@ -111,13 +114,13 @@ def _number_of_frames(ds: Dataset) -> int:
         raise TranscodeError(f"the stored NumberOfFrames {str(value)[:16]!r} is not a number") from None
 
 
-def _check_numbers(numbers: Sequence[int], count: int) -> None:
+def check_frame_numbers(numbers: Sequence[int], count: int) -> None:
     for number in numbers:
         if not 1 <= number <= count:
             raise FrameError(f"frame {number} does not exist; the instance has {count}")
 
 
-def _frame_bits(ds: Dataset, bits_allocated: int) -> int:
+def frame_bits(ds: Dataset, bits_allocated: int) -> int:
     try:
         bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * bits_allocated
     except (AttributeError, TypeError, ValueError):
@@ -144,14 +147,14 @@ def _native_frames(
     value = elem.value
     if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
         value = little_endian_pixels(value, bits_allocated, elem.VR)  # frames are sent little endian
-    frame_bits = _frame_bits(ds, bits_allocated)
-    if len(value) * 8 < frame_bits * count:
+    bits_per_frame = frame_bits(ds, bits_allocated)
+    if len(value) * 8 < bits_per_frame * count:
         raise TranscodeError("the stored pixel data is shorter than its frames")
-    if frame_bits % 8 == 0:
-        size = frame_bits // 8
+    if bits_per_frame % 8 == 0:
+        size = bits_per_frame // 8
         return [value[(n - 1) * size : n * size] for n in numbers]
     # Only 1-bit frames can end mid-byte; frames follow each other without padding.
-    return [_bit_slice(value, (n - 1) * frame_bits, frame_bits) for n in numbers]
+    return [_bit_slice(value, (n - 1) * bits_per_frame, bits_per_frame) for n in numbers]
 
 
 def _extended_offsets(ds: Dataset) -> tuple[bytes, bytes] | None:
@@ -271,8 +274,8 @@ def extract_frames(part10: bytes, numbers: Sequence[int], decompress: bool) -> l
     """
     ds = read_instance(part10)
     elem, bits_allocated = _pixel_element(ds)
-    count = _number_of_frames(ds)
-    _check_numbers(numbers, count)
+    count = number_of_frames(ds)
+    check_frame_numbers(numbers, count)
     encapsulated = _is_encapsulated(ds)  # also checks there is a known transfer syntax
     if not numbers:
         return []

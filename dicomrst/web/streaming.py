@@ -5,6 +5,7 @@ import itertools
 import logging
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -35,6 +36,16 @@ def _rest(first: T, items: Iterator[T]) -> Iterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
+
+
+def gzipped(chunks: Iterator[bytes], level: int = 6) -> Iterator[bytes]:
+    """``chunks`` as one gzip stream (RFC 1952), compressed as they come."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for chunk in chunks:
+        compressed = compressor.compress(chunk)
+        if compressed:
+            yield compressed
+    yield compressor.flush()
 
 
 class _End:

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
 
-from dicomrst.backends.base import InstanceSelection
+from dicomrst.backends.base import INSTANCE_URL_PLACEHOLDER, InstanceSelection, InstanceUids, Validators
 from dicomrst.backends.base import NotFound as BackendNotFound
-from dicomrst.dicomweb.dicom_json import encode_json_array
-from dicomrst.dicomweb.frames import extract_frames, frame_media_type, parse_frame_list
+from dicomrst.dicomweb.dicom_json import encode_json_texts
+from dicomrst.dicomweb.frames import check_frame_numbers, extract_frames, frame_media_type, parse_frame_list
 from dicomrst.dicomweb.negotiation import (
     InstanceRepresentation,
     QidoMediaType,
@@ -20,14 +20,15 @@ from dicomrst.dicomweb.negotiation import (
     negotiate_instances,
     negotiate_metadata,
 )
-from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata, instance_metadata_xml
+from dicomrst.dicomweb.metadata import bulkdata_value, instance_metadata_xml
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.transcode import TranscodeError, choose_transfer_syntax, transcode, transfer_syntax_of
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.zip_stream import zip_stream
 from dicomrst.web.context import aet_root_url, backend_for
-from dicomrst.web.streaming import primed
+from dicomrst.web.http_caching import caching_headers, not_modified
+from dicomrst.web.streaming import gzipped, primed
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ SERIES = STUDY + "/series/<series_uid>"
 INSTANCE = SERIES + "/instances/<sop_uid>"
 
 
-def _in_path(selection: InstanceSelection, instances: Iterator[bytes]) -> Iterator[bytes]:
+def _in_path(selection: InstanceSelection, instances: Iterator[T],
+             uids: Callable[[T], InstanceUids] = uids_of) -> Iterator[T]:  # type: ignore[assignment]
     """Only the instances that belong to the study, series and instance the URL names.
 
     A PACS resolves an IMAGE-level C-MOVE by SOP Instance UID alone, and an object in a bucket holds
@@ -50,11 +52,11 @@ def _in_path(selection: InstanceSelection, instances: Iterator[bytes]) -> Iterat
     """
     wanted = (selection.study_uid, selection.series_uid, selection.sop_uid)
     matched = 0
-    for part10 in instances:
-        found = uids_of(part10)
+    for instance in instances:
+        found = uids(instance)
         if all(want is None or want == have for want, have in zip(wanted, found)):
             matched += 1
-            yield part10
+            yield instance
         else:
             log.warning("dropped instance %s (study %s, series %s): not the study and series of the URL",
                         found[2], found[0], found[1])
@@ -69,8 +71,23 @@ def _retrieve(aet: str, selection: InstanceSelection, service: str = "retrieve")
 
 
 def _instance_url(root: str, part10: bytes) -> str:
-    study_uid, series_uid, sop_uid = uids_of(part10)
+    return _url_of(root, uids_of(part10))
+
+
+def _url_of(root: str, uids: InstanceUids) -> str:
+    study_uid, series_uid, sop_uid = uids
     return f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+
+def _caching(aet: str, validators: Validators | None, encoding: str | None = None) -> tuple[dict[str, str], Response | None]:
+    """The caching headers of this request's response, and the 304 that answers it if the client
+    holds it already. What the body depends on beyond the instances: the route, what the client
+    accepts, the URLs it holds, its content coding."""
+    variant = f"{request.path}|{request.headers.get('Accept', '')}|{aet_root_url(aet)}|{encoding}"
+    headers = caching_headers(validators, variant)
+    # ``encoding`` None: a response whose coding never depends on Accept-Encoding.
+    headers["Vary"] = "Accept" if encoding is None else "Accept, Accept-Encoding"
+    return headers, not_modified(validators, headers)
 
 
 def _selection(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> InstanceSelection:
@@ -116,8 +133,11 @@ def _in_accepted_syntax(part10: bytes, representation: InstanceRepresentation) -
 
 
 def _instances(aet: str, selection: InstanceSelection) -> Response:
-    backend_for(aet)
+    backend = backend_for(aet)
     representation = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
+    headers, unchanged = _caching(aet, backend.validators(selection))
+    if unchanged is not None:
+        return unchanged
     root = aet_root_url(aet)
     # Rendering the first instance before answering turns "cannot transcode" into a 406.
     rendered = primed((*_in_accepted_syntax(part10, representation), _instance_url(root, part10))
@@ -125,17 +145,17 @@ def _instances(aet: str, selection: InstanceSelection) -> Response:
     if representation.container == "single":
         body, transfer_syntax, url = _only(rendered)
         return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}",
-                        headers={"Content-Location": url})
+                        headers={**headers, "Content-Location": url})
     if representation.container == "zip":
         files = ((f"{index:06d}.dcm", body) for index, (body, _, _) in enumerate(rendered, start=1))
         return Response(zip_stream(files), content_type="application/zip",
-                        headers={"Content-Disposition": 'attachment; filename="instances.zip"'})
+                        headers={**headers, "Content-Disposition": 'attachment; filename="instances.zip"'})
     boundary = new_boundary()
     # PS3.18 8.7.3.3: each part may say where its instance lives.
     parts = (Part(body, {"Content-Type": f"application/dicom; transfer-syntax={ts}", "Content-Location": url})
              for body, ts, url in rendered)
     return Response(write_multipart(parts, "application/dicom", boundary),
-                    content_type=multipart_content_type("application/dicom", boundary))
+                    content_type=multipart_content_type("application/dicom", boundary), headers=headers)
 
 
 # ----------------------------------------------------------------------------------------- metadata
@@ -157,17 +177,27 @@ def instance_metadata_resource(aet: str, study_uid: str, series_uid: str, sop_ui
 
 
 def _metadata(aet: str, selection: InstanceSelection) -> Response:
-    backend_for(aet)
+    backend = backend_for(aet)
     media_type = negotiate_metadata(request.headers.get("Accept"))
     root = aet_root_url(aet)
-    instances = primed(_retrieve(aet, selection, "metadata"))
+    # JSON metadata is large and repetitive: a series of CT compresses about tenfold.
+    encoding = "gzip" if media_type is QidoMediaType.JSON and request.accept_encodings["gzip"] > 0 else ""
+    headers, unchanged = _caching(aet, backend.validators(selection), encoding)
+    if unchanged is not None:
+        return unchanged
     if media_type is QidoMediaType.JSON:
-        documents = (instance_metadata(part10, _instance_url(root, part10)) for part10 in instances)
-        return Response(encode_json_array(documents), mimetype="application/dicom+json")
+        documents = primed(_in_path(selection, backend.metadata_documents(selection), lambda document: document[0]))
+        texts = (text.replace(INSTANCE_URL_PLACEHOLDER, _url_of(root, uids)) for uids, text in documents)
+        body = encode_json_texts(texts)
+        if encoding:
+            return Response(gzipped(body), mimetype="application/dicom+json",
+                            headers={**headers, "Content-Encoding": "gzip"})
+        return Response(body, mimetype="application/dicom+json", headers=headers)
+    instances = primed(_retrieve(aet, selection, "metadata"))
     boundary = new_boundary()
     parts = (instance_metadata_xml(part10, _instance_url(root, part10)) for part10 in instances)
     return Response(write_multipart(parts, "application/dicom+xml", boundary),
-                    content_type=multipart_content_type("application/dicom+xml", boundary))
+                    content_type=multipart_content_type("application/dicom+xml", boundary), headers=headers)
 
 
 # ---------------------------------------------------------------------------------- frames and bulk
@@ -193,10 +223,25 @@ def _single_instance(aet: str, selection: InstanceSelection) -> bytes:
 def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
     selection = _selection(study_uid, series_uid, sop_uid)
     numbers = parse_frame_list(frame_list)
-    part10 = _single_instance(aet, selection)
-    transfer_syntax = transfer_syntax_of(part10)
-    representation = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
-    frame_bytes = extract_frames(part10, numbers, representation.decompress)
+    backend = backend_for(aet)
+    frame_bytes: list[bytes] | None = None
+    stored = backend.stored_frames(selection)
+    if stored is not None:
+        # Read from the stored file's byte ranges: the instance is neither loaded nor parsed.
+        transfer_syntax = stored.transfer_syntax
+        representation = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
+        if not representation.decompress:
+            check_frame_numbers(numbers, stored.count)
+            frame_bytes = stored.read(numbers)
+    if frame_bytes is None:
+        part10 = _single_instance(aet, selection)
+        transfer_syntax = transfer_syntax_of(part10)
+        representation = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
+        frame_bytes = extract_frames(part10, numbers, representation.decompress)
+    # Known once the instance is at hand: the frames of a cold instance carry validators too.
+    headers, unchanged = _caching(aet, backend.validators(selection))
+    if unchanged is not None:
+        return unchanged
     part_type = representation.media_type
     if part_type != "application/octet-stream":
         part_type_header = f"{part_type}; transfer-syntax={transfer_syntax}"
@@ -207,7 +252,8 @@ def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: 
     instance_url = f"{aet_root_url(aet)}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
     parts = (Part(body, {"Content-Type": part_type_header, "Content-Location": f"{instance_url}/frames/{number}"})
              for number, body in zip(numbers, frame_bytes))
-    return Response(write_multipart(parts, part_type, boundary), content_type=multipart_content_type(part_type, boundary))
+    return Response(write_multipart(parts, part_type, boundary),
+                    content_type=multipart_content_type(part_type, boundary), headers=headers)
 
 
 @blueprint.get(INSTANCE + "/bulkdata/<path:bulk_path>")
@@ -215,6 +261,9 @@ def bulkdata(aet: str, study_uid: str, series_uid: str, sop_uid: str, bulk_path:
     selection = _selection(study_uid, series_uid, sop_uid)
     negotiate_bulkdata(request.headers.get("Accept"))
     part10 = _single_instance(aet, selection)
+    headers, unchanged = _caching(aet, backend_for(aet).validators(selection))
+    if unchanged is not None:
+        return unchanged
     try:
         value = bulkdata_value(part10, bulk_path)
     except KeyError:
@@ -226,5 +275,5 @@ def bulkdata(aet: str, study_uid: str, series_uid: str, sop_uid: str, bulk_path:
                 f"/bulkdata/{bulk_path}")
     part = Part(value, {"Content-Location": location})
     return Response(write_multipart([part], "application/octet-stream", boundary),
-                    content_type=multipart_content_type("application/octet-stream", boundary))
+                    content_type=multipart_content_type("application/octet-stream", boundary), headers=headers)
 

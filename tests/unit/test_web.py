@@ -94,7 +94,11 @@ def test_aets_detail_on_request():
     # The backends the config builds describe themselves (nothing is contacted to do so).
     client = create_app(parse_config({"aets": [{"aet": "PACS", "host": "h", "port": 1}]})).test_client()
     assert client.get("/aets").get_json() == ["PACS"]
-    assert client.get("/aets?detail=true").get_json() == [{"aet": "PACS", "backend": "DIMSE", "host": "h", "port": 1}]
+    assert client.get("/aets?detail=true").get_json() == [{
+        "aet": "PACS", "backend": "DIMSE", "host": "h", "port": 1,
+        # The retrieve cache is on by default.
+        "cache": {"max-size": 1_000_000_000, "prefetch": "series", "ttl": 300_000},
+    }]
 
 
 def test_request_id_returned_and_logged(caplog):

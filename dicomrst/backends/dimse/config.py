@@ -142,8 +142,12 @@ def build_dimse_backend(entry: AetConfig, config: Config) -> Backend:
     from dicomrst.runtime import runtime_directory
 
     root = Path(config.server.cache_path) if config.server.cache_path else runtime_directory() / "cache"
-    cache = InstanceCache(root / safe_name(entry.aet), entry.cache.max_size, entry.cache.ttl / 1000)
-    return CachedBackend(backend, cache, entry.cache.prefetch, wait_seconds=entry.wado_rs.timeout / 1000)
+    # One folder per PACS, not per name: an AET pointed at another PACS never serves the first one's files.
+    directory = root / safe_name(f"{entry.aet}@{entry.host}_{entry.port}")
+    cache = InstanceCache(directory, entry.cache.max_size, entry.cache.max_age / 1000)
+    # A request following a retrieval gives up when it notes no progress for longer than the
+    # retrieval itself would wait on the PACS.
+    return CachedBackend(backend, cache, entry.cache, wait_seconds=entry.wado_rs.timeout / 1000 + 5)
 
 
 DIMSE = BackendKind("DIMSE", read_dimse_config, build_dimse_backend, resolve_dimse_config)
