@@ -106,6 +106,7 @@ class CachedBackend(Backend):
         for uids in self._landed(selection):
             part10 = self.cache.get(*uids)
             if part10 is None:
+                self.cache.forget_instance(*uids)
                 yield from self._directly(selection, served)
                 return
             served.add(uids)
@@ -128,6 +129,7 @@ class CachedBackend(Backend):
             if document is None:
                 part10 = self.cache.get(*uids)
                 if part10 is None:
+                    self.cache.forget_instance(*uids)
                     for part10 in self._directly(selection, served):
                         yield uids_of(part10), _metadata_document(part10) or _failing_document(part10)
                     return
@@ -177,7 +179,9 @@ class CachedBackend(Backend):
 
         def read(numbers: list[int]) -> list[bytes] | None:
             found = self.cache.read_ranges(*uids, [offsets.frames[number - 1] for number in numbers])
-            if found is not None:
+            if found is None:
+                self.cache.forget_instance(*uids)
+            else:
                 CACHE_SERVED_BYTES.labels(self.aet).inc(sum(len(frame) for frame in found))
             return found
 
@@ -201,8 +205,9 @@ class CachedBackend(Backend):
             return None  # which series a study has is the PACS's to say
         if sop_uid is not None:
             info = self.cache.info(study_uid, series_uid, sop_uid)
-            if info is None or not self.cache.has(study_uid, series_uid, sop_uid):
+            if info is None:
                 return None
+            # Whether its file is still there is found when it is read (``forget_instance``).
             if time.time() - info.landed_at <= self.ttl_seconds:
                 return [(study_uid, series_uid, sop_uid)], info.landed_at, info.landed_at
         record = self._fresh_series(study_uid, series_uid, sop_uid)

@@ -156,6 +156,10 @@ class InstanceCache:
                 found.append(b"".join(pieces))
             return found
 
+    def forget_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> None:
+        """Its file was evicted: without its record, the next request retrieves it again."""
+        self._records.delete(_key("info", study_uid, series_uid, sop_uid))
+
     @contextmanager
     def _open(self, study_uid: str, series_uid: str, sop_uid: str) -> Iterator[BinaryIO | None]:
         value = self._files.get(_key("instance", study_uid, series_uid, sop_uid), read=True)
