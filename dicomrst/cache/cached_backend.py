@@ -153,6 +153,7 @@ class CachedBackend(Backend):
         (however large), each instance kept on the way; every series of a retrieval that ended without
         failure is recorded complete."""
         landed: list[InstanceUids] = []
+        started_at = time.time()
         CACHE_REQUESTS.labels(self.aet, "miss").inc()
         for part10 in self.inner.retrieve(selection):
             try:
@@ -163,7 +164,7 @@ class CachedBackend(Backend):
                 log.exception("an instance of a study retrieval could not be kept")
             yield part10
         self._count_evictions()
-        self._record_complete((selection.study_uid,), landed)
+        self._record_complete((selection.study_uid,), landed, started_at)
 
     def _count_evictions(self) -> None:
         evicted = self.cache.cull()
@@ -368,6 +369,7 @@ class CachedBackend(Backend):
         """The one retrieval of ``key``: every instance the PACS sends goes to disk and is noted as landed,
         at the PACS's pace, whether or not anyone still reads."""
         landed: list[InstanceUids] = []
+        started_at = time.time()
         try:
             for part10 in self.inner.retrieve(_selection_of(key)):
                 uids, _ = self.cache.put(part10, _metadata_document)
@@ -375,7 +377,7 @@ class CachedBackend(Backend):
                 self._count_evictions()
                 landed.append(uids)
                 self.cache.note_landed(key, token, len(landed) - 1, uids)
-            self._record_complete(key, landed)
+            self._record_complete(key, landed, started_at)
             self.cache.note_retrieval(key, Retrieval(token, len(landed), ended=True))
         except BackendError as error:
             self.cache.note_retrieval(key, Retrieval(token, len(landed), True, (type(error).__name__, str(error))))
@@ -387,7 +389,7 @@ class CachedBackend(Backend):
             lock.release()
             CACHE_BYTES.labels(self.aet).set(self.cache.volume())
 
-    def _record_complete(self, key: RetrievalKey, landed: list[InstanceUids]) -> None:
+    def _record_complete(self, key: RetrievalKey, landed: list[InstanceUids], started_at: float) -> None:
         """A retrieval of a study or a series that ended without failure moved every instance of each
         series in it: each is recorded complete."""
         if len(key) == 3:
@@ -397,7 +399,7 @@ class CachedBackend(Backend):
             by_series.setdefault((study_uid, series_uid), []).append(sop_uid)
         for (study_uid, series_uid), sop_uids in by_series.items():
             if study_uid == key[0] and (len(key) == 1 or series_uid == key[1]):
-                self.cache.mark_complete(study_uid, series_uid, sop_uids)
+                self.cache.mark_complete(study_uid, series_uid, sop_uids, started_at)
 
 
 def _metadata_document(part10: bytes) -> str | None:

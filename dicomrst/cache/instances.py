@@ -194,11 +194,15 @@ class InstanceCache:
         value = self._records.get(_key("series", study_uid, series_uid))
         return value if isinstance(value, SeriesRecord) else None
 
-    def mark_complete(self, study_uid: str, series_uid: str, sop_uids: list[str]) -> SeriesRecord:
+    def mark_complete(self, study_uid: str, series_uid: str, sop_uids: list[str], started_at: float) -> None:
+        """Record a retrieval that began at ``started_at`` and ended complete, unless the series was
+        forgotten meanwhile (a store into it while it was retrieved: the list may lack that instance)."""
+        forgotten_at = self._records.get(_key("forgotten", study_uid, series_uid))
+        if isinstance(forgotten_at, float) and forgotten_at >= started_at:
+            return
         now = time.time()
         record = SeriesRecord(tuple(sop_uids), now, now)
         self._records.set(_key("series", study_uid, series_uid), record, expire=self.max_age_seconds)
-        return record
 
     def mark_verified(self, study_uid: str, series_uid: str, record: SeriesRecord) -> SeriesRecord:
         verified = replace(record, verified_at=time.time())
@@ -206,6 +210,7 @@ class InstanceCache:
         return verified
 
     def forget_series(self, study_uid: str, series_uid: str) -> None:
+        self._records.set(_key("forgotten", study_uid, series_uid), time.time(), expire=self.max_age_seconds)
         self._records.delete(_key("series", study_uid, series_uid))
 
     # ---------------------------------------------------------------------------------- retrievals

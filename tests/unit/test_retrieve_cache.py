@@ -196,3 +196,18 @@ def test_validators_exist_only_for_what_is_fresh_on_disk(tmp_path, series):
     assert series_validators is not None and instance_validators is not None
     assert series_validators.identity != instance_validators.identity
     assert backend.validators(InstanceSelection(series[0].StudyInstanceUID)) is None
+
+
+def test_a_store_during_a_retrieval_of_its_series_keeps_that_retrieval_from_counting_as_complete(tmp_path, series):
+    pacs = SlowPacs(series, pause=0.1)
+    backend = cached(pacs, tmp_path)
+    list(backend.retrieve(selection(series[0])))  # ends with the first instance; the series goes on landing
+    with backend.store_session() as session:
+        session.store(type("Uploaded", (), {"study_uid": series[0].StudyInstanceUID,  # type: ignore[arg-type]
+                                            "series_uid": series[0].SeriesInstanceUID})())
+    key = (series[0].StudyInstanceUID, series[0].SeriesInstanceUID)
+    deadline = time.monotonic() + 5
+    while not (backend.cache.retrieval(key) or Retrieval("")).ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    list(backend.retrieve(selection(series[0], sop=False)))
+    assert pacs.retrievals == 2
