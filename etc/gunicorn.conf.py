@@ -4,6 +4,7 @@ Flags given on the command line (-b, -w, ...) override what is set here, as guni
 config file.
 """
 import os
+import threading
 import sys
 from pathlib import Path
 
@@ -33,12 +34,28 @@ keepalive = 5
 # gunicorn 23+ opens a control socket at one fixed path per user; two gateways on a host would
 # fight over it, and nothing here needs it.
 control_socket_disable = True
+# Forwarded headers are the gateway's to judge (server.http.trusted-proxies, web/proxy.py): gunicorn would
+# otherwise take X-Forwarded-Proto/-Ssl/-Protocol from any loopback client and turn RetrieveURLs into https.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
 # The gateway logs each request itself, with its AET, bytes sent and request id.
 accesslog = None
 errorlog = "-"
 loglevel = "debug" if _config.telemetry.level in ("DEBUG", "TRACE") else "info"
 
 _receiver = None
+_stopping = threading.Event()
+
+
+def _json_errors() -> None:
+    import gunicorn.util
+
+    from dicomrst.server_errors import install
+
+    install(gunicorn.util)
+
+
+_json_errors()
 
 
 def on_starting(server):
@@ -65,6 +82,36 @@ def on_starting(server):
         sys.exit(1)
 
 
+def when_ready(server):
+    """Watch the move receiver from here on: if it dies (a crash, a kill -9) it is started again, and
+    said so in the log; meanwhile the workers answer C-MOVEs with 503 (backends/dimse/backend.py)."""
+    if _receiver is not None:
+        threading.Thread(target=_watch_receiver, name="receiver watch", daemon=True).start()
+
+
+def _watch_receiver():
+    import time
+
+    from dicomrst.receiver_process import start_receiver_process
+
+    global _receiver
+    while _receiver is not None:
+        # gunicorn's master reaps every child it sees die, the receiver included: wait() then returns 0
+        # whatever the exit status was, which only the receiver's own log can tell.
+        _receiver.wait()
+        if _stopping.is_set():
+            return
+        print(f"dicomrst: the move receiver (pid {_receiver.pid}) exited; starting it again", file=sys.stderr, flush=True)
+        while not _stopping.is_set():
+            try:
+                _receiver = start_receiver_process(_config, os.environ.get(CONFIG_ENV))
+                print(f"dicomrst: the move receiver runs again (pid {_receiver.pid})", file=sys.stderr, flush=True)
+                break
+            except RuntimeError as error:
+                print(f"dicomrst: {error}; trying again", file=sys.stderr, flush=True)
+                time.sleep(1)
+
+
 def worker_int(worker):
     """Ctrl-C reaches every process of the terminal's group, and the master's quick stop sends
     SIGQUIT. gunicorn's worker answers both by calling this hook and then sys.exit() in a greenlet,
@@ -86,6 +133,7 @@ def on_exit(server):
     from dicomrst.receiver_process import stop_receiver_process
 
     # Workers have finished their requests by now (graceful_timeout); the receiver drains last.
+    _stopping.set()
     stop_receiver_process(_receiver, 30)
     for entry in _config.aets:
         if isinstance(entry, DimseAetConfig):

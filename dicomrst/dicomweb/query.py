@@ -193,6 +193,17 @@ def _resolve_path(parameter: str, attribute: str) -> KeyPath:
     return path
 
 
+# Pixel data and other bulk values (PS3.18 8.3.4.6 returns attributes, not bulk data): a PACS asked for
+# them as C-FIND return keys may read every image to answer, or choke; no search returns them.
+_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
+
+
+def _check_not_bulk(parameter: str, path: KeyPath) -> None:
+    if not is_private(path[-1]) and _vr(path[-1]) in _BULK_VRS:
+        raise _bad(parameter, f"{_name(path[-1])} is bulk data, which a search does not return; "
+                              "retrieve it with WADO-RS")
+
+
 def _check_level(parameter: str, path: KeyPath, level: QueryLevel) -> None:
     # A unique key below the query level is meaningless in a hierarchical C-FIND.
     below = {QueryLevel.STUDY: {_SERIES_UID, _SOP_UID}, QueryLevel.SERIES: {_SOP_UID}}.get(level, set())
@@ -371,6 +382,7 @@ def _collect(level: QueryLevel, params: Iterable[tuple[str, str]]) -> _Collected
                     continue
                 path = _resolve_path(key, attribute)
                 _check_level(key, path, level)
+                _check_not_bulk(key, path)
                 collected.includes.append(path)
         elif key in CONTENT_NEGOTIATION_PARAMETERS:
             continue

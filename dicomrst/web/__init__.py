@@ -8,6 +8,7 @@ from dicomrst.web.state import AppState, install_state
 from dicomrst.web import aets, metrics, qido, stow, wado
 from dicomrst.web.auth import install_auth, resolve_tokens
 from dicomrst.web.errors import register_error_handlers
+from dicomrst.web.proxy import refuse_invalid_host
 
 
 # Headers DICOMweb clients read from responses, which browsers hide from scripts unless exposed.
@@ -16,6 +17,7 @@ EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warnin
 
 def register_web(app: Flask, state: AppState) -> None:
     install_state(app, state)
+    app.before_request(refuse_invalid_host)
     http = state.config.server.http
     aets_path = state.aets_path
     allowed_origins, tokens = http.allowed_origins, http.auth

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from flask import request
+from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
@@ -80,3 +82,14 @@ def _node_address(node: str) -> str:
     if node.startswith("["):
         return node[1:node.index("]")] if "]" in node else node
     return node.split(":", 1)[0] if node.count(":") == 1 else node
+
+
+# RFC 3986 3.2.2 and 3.2.3: an IP literal or a reg-name, then an optional port.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]{1,5})?")
+
+
+def refuse_invalid_host() -> None:
+    """A request whose Host (or a trusted proxy's X-Forwarded-Host) is not a host: 400, rather than
+    RetrieveURLs and Content-Locations built on it (``http:///aets/...``)."""
+    if _HOST.fullmatch(request.host) is None:
+        raise BadRequest("the Host header does not name a host (RFC 9110 7.2)")

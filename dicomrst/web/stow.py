@@ -99,24 +99,56 @@ def _store(aet: str, study_uid: str | None) -> Response:
         except RequestEntityTooLarge:
             log.warning("STOW-RS body exceeded %d bytes after %d parts", limit, parts)
             return _answer(report, response_type, status=413)
+        except UnreadableBody as error:
+            # Malformed transfer coding (a chunk size that is not hex) or a body cut off: the request is
+            # bad, and the client still learns which instances were stored before it broke.
+            log.warning("STOW-RS body unreadable after %d parts: %s", parts, error)
+            if parts == 0:
+                raise BadRequest(f"the request body cannot be read: {error}") from None
+            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+            return _answer(report, response_type, status=400)
     if parts == 0:
         raise BadRequest("the multipart/related body holds no parts")
     return _answer(report, response_type, status=report.status)
 
 
+class UnreadableBody(Exception):
+    """The request body broke off or its transfer coding is malformed (what the WSGI server raised)."""
+
+
 def _limited(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
-    """``read``, raising 413 once more than ``limit`` bytes came in (a chunked body declares no length)."""
+    """``read``, raising 413 once more than ``limit`` bytes came in (a chunked body declares no length),
+    and UnreadableBody for whatever the server's reader raises (gunicorn's InvalidChunkSize, a reset)."""
     received = 0
+    broken: Exception | None = None
 
     def read_within_limit(size: int) -> bytes:
-        nonlocal received
-        data = read(size)
+        nonlocal received, broken
+        if broken is None:
+            try:
+                data = read(size)
+            except Exception as error:
+                broken = error
+                data = _buffered(read, size)
+        else:
+            data = _buffered(read, size)
+        if broken is not None and not data:
+            raise UnreadableBody(str(broken) or type(broken).__name__) from broken
         received += len(data)
         if received > limit:
             raise RequestEntityTooLarge(f"the body exceeds the limit of {limit} bytes")
         return data
 
     return read_within_limit
+
+
+def _buffered(read: Callable[[int], bytes], size: int) -> bytes:
+    """What the server's reader had decoded before the fault (gunicorn keeps it and hands it out on the
+    next read): the parts it completes are stored and reported, then the fault is."""
+    try:
+        return read(size)
+    except Exception:
+        return b""
 
 
 def _store_part(part: SpooledPart, session: StoreSession, report: StoreReport, root: str) -> None:

@@ -98,6 +98,8 @@ def test_aets_detail_on_request():
         "aet": "PACS", "backend": "DIMSE", "host": "h", "port": 1,
         # The retrieve cache is on by default.
         "cache": {"max-size": 1_000_000_000, "prefetch": "series", "ttl": 300_000},
+        # It moves to the default receiver, which this app did not start.
+        "receiver": {"aet": "DICOM-RST", "port": 7001, "running": False},
     }]
 
 

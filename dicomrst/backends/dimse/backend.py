@@ -26,7 +26,7 @@ from dicomrst.backends.dimse.get import get_instances
 from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.slots import AssociationSlots
-from dicomrst.backends.dimse.spool import spool_root
+from dicomrst.backends.dimse.spool import receiver_running, spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.config import ReceiverConfig
@@ -49,9 +49,20 @@ class DimseBackend(Backend):
     def _pool_timeout(self) -> float:
         return self.config.pool.timeout / 1000
 
+    def _moves_to(self) -> ReceiverConfig | None:
+        return self.receiver if self.config.wado_rs.method == "move" else None
+
+    def _check_receiver(self) -> None:
+        """A C-MOVE to a receiver that is not running would find nothing and read as "not found"."""
+        receiver = self._moves_to()
+        if receiver is not None and not receiver_running(spool_root(receiver)):
+            raise BackendUnavailable(f"the move receiver {receiver.aet} (port {receiver.port}) is not running; "
+                                     "the gateway restarts it")
+
     def health(self) -> Health:
         timeout = self.config.qido_rs.timeout / 1000
         try:
+            self._check_receiver()
             with dimse_operation(self.aet, "C-ECHO"), self.slots.hold(self._pool_timeout), open_association(
                 self.peer, [VERIFICATION], timeout
             ) as association:
@@ -61,7 +72,12 @@ class DimseBackend(Backend):
         return Health(True, f"C-ECHO to {self.peer} succeeded")
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "host": self.config.host, "port": self.config.port}
+        described: dict[str, object] = {**super().describe(), "host": self.config.host, "port": self.config.port}
+        receiver = self._moves_to()
+        if receiver is not None:
+            described["receiver"] = {"aet": receiver.aet, "port": receiver.port,
+                                     "running": receiver_running(spool_root(receiver))}
+        return described
 
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         timeout = self.config.qido_rs.timeout / 1000
@@ -86,6 +102,7 @@ class DimseBackend(Backend):
             return
         if self.receiver is None:
             raise BackendUnavailable("this gateway has no move receiver (server.dimse) for C-MOVE")
+        self._check_receiver()
         in_flight = MOVES_IN_FLIGHT.labels(self.aet)
         in_flight.inc()
         try:

@@ -41,6 +41,7 @@ from dicomrst.backends.dimse.spool import (
     oldest_covering,
     pending_moves,
     reap_spool,
+    write_receiver_pid,
     remove_spool,
     spool_base,
     spool_root,
@@ -313,7 +314,12 @@ def start_receivers(config: Config) -> list[ThreadedAssociationServer]:
         assert server is not None  # block=False returns the server
         log.info("move receiver %s listening on %s:%d, spool %s", receiver.aet, receiver.interface, receiver.port, root)
         servers.append(server)
+        write_receiver_pid(root)
     return servers
+
+
+# How often the spool is checked for moves whose worker died.
+REAP_SECONDS = 2.0
 
 
 def run_receivers(config: Config, ready_fd: int | None = None) -> None:
@@ -325,7 +331,13 @@ def run_receivers(config: Config, ready_fd: int | None = None) -> None:
     servers = start_receivers(config)
     if ready_fd is not None:
         os.write(ready_fd, b"READY\n")
-    stop.wait()
+    # A worker killed mid-move leaves its spool folder behind, and the PACS may still be filling it:
+    # it is removed within seconds, not when the next move of that PACS happens to look.
+    while not stop.wait(REAP_SECONDS):
+        try:
+            reap_spool(spool_base())
+        except OSError as error:
+            log.warning("reaping the spool failed: %s", error)
     log.info("move receivers stopping")
     in_progress = [association for server in servers for association in server.active_associations]
     for server in servers:

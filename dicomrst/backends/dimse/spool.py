@@ -47,6 +47,25 @@ def spool_root(receiver: ReceiverConfig) -> Path:
     return spool_base() / safe_name(f"{receiver.aet}:{receiver.port}")
 
 
+RECEIVER_PID_FILE = "receiver.pid"
+
+
+def write_receiver_pid(root: Path) -> None:
+    """Say which process receives into this spool, so workers can tell a dead receiver from a PACS
+    that has nothing to send."""
+    temporary = root / f".{RECEIVER_PID_FILE}.{os.getpid()}"
+    temporary.write_text(str(os.getpid()))
+    os.replace(temporary, root / RECEIVER_PID_FILE)
+
+
+def receiver_running(root: Path) -> bool:
+    try:
+        pid = int((root / RECEIVER_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return process_alive(pid)
+
+
 def spool_base() -> Path:
     return Path(os.environ[SPOOL_ENV]) if os.environ.get(SPOOL_ENV) else runtime_directory() / "spool"
 

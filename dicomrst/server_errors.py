@@ -1,0 +1,25 @@
+"""gunicorn's own error answers (a request line, header or field it refuses before the app runs: 400,
+414, 431) as the JSON document every other error of the gateway is, not gunicorn's HTML page.
+
+Installed by etc/gunicorn.conf.py in the master, so every forked worker has it. Standard library only:
+the master imports it.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    from gunicorn import util
+
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1", "replace") + body)
+
+
+def install(util_module: Any) -> None:
+    """Replace ``gunicorn.util.write_error``, which its workers call for what they refuse."""
+    util_module.write_error = write_json_error
