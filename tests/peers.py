@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,8 +225,9 @@ class StoreScp:
 
     aet = "STORESCP"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, options: Sequence[str] = ()) -> None:
         self.folder = folder
+        self.options = list(options)  # storescp's own, e.g. --dimse-timeout 2 (it drops idle associations)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -236,7 +237,7 @@ class StoreScp:
         if binary is None:
             raise PeerMissing("DCMTK is not installed (apt-get install dcmtk)")
         log = open(self.folder.parent / f"{self.folder.name}.log", "wb")
-        self.process = subprocess.Popen([binary, "-aet", self.aet, "-od", str(self.folder), str(self.port)],
+        self.process = subprocess.Popen([binary, *self.options, "-aet", self.aet, "-od", str(self.folder), str(self.port)],
                                         stdout=log, stderr=log, env={**os.environ, "TCP_NODELAY": "1"})
 
         def listening() -> bool:

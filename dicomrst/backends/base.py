@@ -129,6 +129,11 @@ class StoreSession(ABC):
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         """Store one instance; an instance is reported stored only after the origin said so."""
 
+    def pause(self) -> None:
+        """The client is slow to send the next instance: give back what is held for the origin (an
+        association, its slot); ``store`` takes it again. By default there is nothing to give back."""
+        return None
+
 
 @dataclass(frozen=True)
 class Health:

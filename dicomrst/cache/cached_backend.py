@@ -436,3 +436,6 @@ class _Forgetting(StoreSession):
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         self.cache.forget_series(instance.study_uid, instance.series_uid)
         return self.inner.store(instance)
+
+    def pause(self) -> None:
+        self.inner.pause()

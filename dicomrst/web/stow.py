@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
@@ -19,6 +20,7 @@ from dicomrst.dicomweb.stow import DICOM_MEDIA_TYPE, FAILURE_CANNOT_UNDERSTAND, 
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.dicomweb.dicom_xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
+from dicomrst.web.errors import error_response
 from dicomrst.web.state import app_state
 from dicomrst.web.streaming import read_ahead
 
@@ -30,6 +32,12 @@ _DICOM = DICOM_MEDIA_TYPE
 # Parts read and spooled ahead of the one being stored: enough to keep the PACS busy, few enough that
 # temporary files stay a handful of instances.
 READ_AHEAD_PARTS = 2
+# How long no part may be ready before the association is given back to the pool (a normal upload
+# always has the next part read ahead).
+IDLE_SECONDS = 0.2
+# The body is read in blocks of this size: a WSGI server's read (gunicorn's) returns only once the
+# whole block is in, so a part a slow client has finished sending waits for at most this much more.
+READ_SIZE = 64 * 1024
 
 
 @blueprint.post("/<aet>/studies")
@@ -80,9 +88,17 @@ def _store(aet: str, study_uid: str | None) -> Response:
     # Entering the session reaches the PACS: one that is down answers 503 before the body is read.
     with backend.store_session() as session:
         parts = 0
-        # The next parts are read from the network while the PACS stores the current one.
-        spooled = read_ahead(spool_parts(_limited(request.stream.read, limit), boundary, study_uid),
-                             READ_AHEAD_PARTS, SpooledPart.discard)
+        body = _Body(request.stream.read, limit)
+        silence = app_state().config.server.http.request_timeout / 1000
+
+        def check_stalled() -> None:
+            if body.silent_for() > silence:
+                raise BodyStalled(f"the client sent nothing for {silence:g} s (server.http.request-timeout)")
+
+        # The next parts are read from the network while the PACS stores the current one; while the
+        # client is slow to send the next, the association goes back to the pool (session.pause).
+        spooled = read_ahead(spool_parts(body.read, boundary, study_uid, READ_SIZE), READ_AHEAD_PARTS, SpooledPart.discard,
+                             on_idle=session.pause, idle_seconds=IDLE_SECONDS, check_stalled=check_stalled)
         try:
             for part in spooled:
                 parts += 1
@@ -99,6 +115,12 @@ def _store(aet: str, study_uid: str | None) -> Response:
         except RequestEntityTooLarge:
             log.warning("STOW-RS body exceeded %d bytes after %d parts", limit, parts)
             return _answer(report, response_type, status=413)
+        except BodyStalled as error:
+            log.warning("STOW-RS body stalled after %d parts: %s", parts, error)
+            if parts == 0:
+                return error_response(408, str(error))
+            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+            return _answer(report, response_type, status=408)
         except UnreadableBody as error:
             # Malformed transfer coding (a chunk size that is not hex) or a body cut off: the request is
             # bad, and the client still learns which instances were stored before it broke.
@@ -116,30 +138,42 @@ class UnreadableBody(Exception):
     """The request body broke off or its transfer coding is malformed (what the WSGI server raised)."""
 
 
-def _limited(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
-    """``read``, raising 413 once more than ``limit`` bytes came in (a chunked body declares no length),
-    and UnreadableBody for whatever the server's reader raises (gunicorn's InvalidChunkSize, a reset)."""
-    received = 0
-    broken: Exception | None = None
+class BodyStalled(Exception):
+    """The client sent nothing for server.http.request-timeout while the request waited for its body."""
 
-    def read_within_limit(size: int) -> bytes:
-        nonlocal received, broken
-        if broken is None:
+
+class _Body:
+    """The request body as the multipart reader reads it: 413 once more than ``limit`` bytes came in
+    (a chunked body declares no length), UnreadableBody for whatever the server's reader raises
+    (gunicorn's InvalidChunkSize, a reset), and when bytes last came."""
+
+    def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
+        self._read = read
+        self.limit = limit
+        self.received = 0
+        self._broken: Exception | None = None
+        self._last_data = time.monotonic()
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self._last_data
+
+    def read(self, size: int) -> bytes:
+        if self._broken is None:
             try:
-                data = read(size)
+                data = self._read(size)
             except Exception as error:
-                broken = error
-                data = _buffered(read, size)
+                self._broken = error
+                data = _buffered(self._read, size)
         else:
-            data = _buffered(read, size)
-        if broken is not None and not data:
-            raise UnreadableBody(str(broken) or type(broken).__name__) from broken
-        received += len(data)
-        if received > limit:
-            raise RequestEntityTooLarge(f"the body exceeds the limit of {limit} bytes")
+            data = _buffered(self._read, size)
+        if self._broken is not None and not data:
+            raise UnreadableBody(str(self._broken) or type(self._broken).__name__) from self._broken
+        if data:
+            self._last_data = time.monotonic()
+        self.received += len(data)
+        if self.received > self.limit:
+            raise RequestEntityTooLarge(f"the body exceeds the limit of {self.limit} bytes")
         return data
-
-    return read_within_limit
 
 
 def _buffered(read: Callable[[int], bytes], size: int) -> bytes:

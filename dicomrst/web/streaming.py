@@ -53,10 +53,15 @@ class _End:
         self.error = error
 
 
-def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None]) -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None],
+               on_idle: Callable[[], None] | None = None, idle_seconds: float = 1.0,
+               check_stalled: Callable[[], None] | None = None) -> Iterator[T]:
     """``items`` produced on a thread of their own (a greenlet under gevent), up to ``depth`` ahead of
     the consumer, so that reading a request body overlaps with sending what was already read.
-    Errors of ``items`` reach the consumer in order; items left unconsumed are given to ``discard``."""
+    Errors of ``items`` reach the consumer in order; items left unconsumed are given to ``discard``.
+
+    When no item is ready for ``idle_seconds``, ``on_idle`` is called (once per wait), and while the
+    wait goes on ``check_stalled`` is called every second, to end it by raising."""
     ready: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -80,11 +85,27 @@ def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None]) -> 
             return
         offer(_End(None))
 
+    def next_ready() -> T | _End:
+        if on_idle is None and check_stalled is None:
+            return ready.get()
+        try:
+            return ready.get(timeout=idle_seconds)
+        except queue.Empty:
+            pass
+        if on_idle is not None:
+            on_idle()
+        while True:
+            try:
+                return ready.get(timeout=1.0)
+            except queue.Empty:
+                if check_stalled is not None:
+                    check_stalled()
+
     producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
     producer.start()
     try:
         while True:
-            item = ready.get()
+            item = next_ready()
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error
@@ -92,7 +113,9 @@ def read_ahead(items: Iterator[T], depth: int, discard: Callable[[T], None]) -> 
             yield item
     finally:
         stop.set()
-        producer.join()
+        # A producer blocked reading from a client that sends nothing is not waited for: it ends when
+        # the connection does.
+        producer.join(timeout=1.0)
         while not ready.empty():
             leftover = ready.get_nowait()
             if not isinstance(leftover, _End):

@@ -116,13 +116,13 @@ class DimseBackend(Backend):
 
     @contextmanager
     def store_session(self) -> Iterator[StoreSession]:
-        with self.slots.hold(self._pool_timeout):
-            session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000, self.aet)
+        session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000, self.aet, self.slots,
+                                    self._pool_timeout)
+        try:
             session.open()
-            try:
-                yield session
-            finally:
-                session.close()
+            yield session
+        finally:
+            session.close()
 
 
 def _query_options(fuzzy_matching: bool) -> SOPClassExtendedNegotiation:

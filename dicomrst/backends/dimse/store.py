@@ -18,6 +18,7 @@ from pynetdicom.presentation import StoragePresentationContexts
 
 from dicomrst.backends.base import BackendError, StoreOutcome, StoreSession
 from dicomrst.backends.dimse.association import NoContextsAccepted, Peer, open_association
+from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.statuses import StoreStatus, is_store_warning
 from dicomrst.dicomweb.stow import (
     FAILURE_OUT_OF_RESOURCES,
@@ -45,30 +46,72 @@ _COMMON_PAIRS: list[Pair] = [(str(c.abstract_syntax), EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 class DimseStoreSession(StoreSession):
-    def __init__(self, peer: Peer, timeout_seconds: float, aet: str) -> None:
+    """The association (and the pool slot it takes) is held only while there is something to store:
+    ``pause`` gives both back while the client is slow to send the next part, and the next ``store``
+    takes them again, proposing what was proposed before. An association the PACS dropped meanwhile
+    (its idle limit) is opened again the same way, so no later instance fails for it."""
+
+    def __init__(self, peer: Peer, timeout_seconds: float, aet: str, slots: AssociationSlots | None = None,
+                 slot_timeout_seconds: float = 0.0) -> None:
         self.peer = peer
         self.aet = aet
         self.timeout_seconds = timeout_seconds
+        self.slots = slots
+        self.slot_timeout_seconds = slot_timeout_seconds
         self._stack = ExitStack()
+        self._slot = ExitStack()
+        self._holding_slot = False
         self._association: Association | None = None
         self._proposed: list[Pair] = []
         self._accepted: set[Pair] = set()
         # The PACS answered the current proposal: with an association, or by accepting none of it.
         self._answered = False
+        self._refused_all = False
 
     def open(self) -> None:
         """Associate up front, proposing the common storage classes in Explicit VR Little Endian, so a
-        PACS that is down is known before the body is read."""
+        PACS that is down (or busy) is known before the body is read."""
+        self._take_slot()
         self._associate(_COMMON_PAIRS)
 
+    def pause(self) -> None:
+        if self._association is not None or self._holding_slot:
+            log.debug("STOW-RS to %s idle: association and slot given back", self.peer)
+        self._release_association()
+        self._release_slot()
+
     def close(self) -> None:
+        self._release_association()
+        self._release_slot()
+
+    def _take_slot(self) -> None:
+        if self.slots is not None and not self._holding_slot:
+            self._slot = ExitStack()
+            self._slot.enter_context(self.slots.hold(self.slot_timeout_seconds))
+            self._holding_slot = True
+
+    def _release_slot(self) -> None:
+        self._slot.close()
+        self._holding_slot = False
+
+    def _release_association(self) -> None:
         self._stack.close()
         self._association = None
         self._answered = False
 
+    def _ensure_open(self) -> None:
+        """Associate again after a pause, or after the PACS dropped the association."""
+        if self._association is not None and self._association.is_established:
+            return
+        if self._refused_all and self._answered:
+            return  # the PACS accepted none of the proposal: each instance is refused, not retried
+        self._take_slot()
+        self._associate(self._proposed or _COMMON_PAIRS)
+
     def _associate(self, pairs: list[Pair]) -> None:
-        self.close()
+        self._release_association()
         self._stack = ExitStack()
+        self._refused_all = False
         proposed = pairs[:MAX_CONTEXTS - 1]
         contexts = [(sop_class, [transfer_syntax]) for sop_class, transfer_syntax in proposed]
         self._proposed = proposed
@@ -79,6 +122,7 @@ class DimseStoreSession(StoreSession):
             log.warning("%s accepted none of the %d proposed storage SOP classes and transfer syntaxes: %s",
                         self.peer, len(proposed), refusal)
             self._answered = True
+            self._refused_all = True
             return
         self._answered = True
         self._accepted = {
@@ -99,6 +143,7 @@ class DimseStoreSession(StoreSession):
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         pair = (instance.sop_class_uid, instance.transfer_syntax_uid)
         try:
+            self._ensure_open()
             self._ensure_context(pair)
         except BackendError as error:
             log.warning("cannot store %s: %s", instance.sop_instance_uid, error)
