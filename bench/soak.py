@@ -8,7 +8,13 @@ or the request cap, whichever comes first. Reports per operation: count, errors 
 p50/p90/p99/max; and the resident memory of the gunicorn master, each worker and the move receiver at the
 start and at the end. Not part of the test run.
 
+With ``--slow-clients N`` the load runs twice, for half the time each: alone, then beside N hostile slow
+clients (half upload STOW-RS bodies a byte a second, half read WADO-RS series 1 KB a second, each
+starting again whenever it is cut off), and the p99 latency of the normal load is compared (it should
+stay within 2x).
+
     python bench/soak.py [--minutes 5] [--clients 16] [--workers 4] [--pool-size 16] [--max-requests 200000]
+                         [--slow-clients 16]
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import copy
 import math
 import random
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -320,6 +327,59 @@ def run_load(load: Load, clients: int, started: float) -> None:
             next_report += PROGRESS_SECONDS
 
 
+# ------------------------------------------------------------------------------------- slow clients
+
+
+def slow_uploader(gateway: Gateway, stop: threading.Event) -> None:
+    """STOW-RS headers, then a byte a second, again whenever the gateway ends it."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
+                connection.sendall(
+                    (f"POST /aets/{AET}/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {STOW_CONTENT_TYPE}\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n").encode())
+                while not stop.wait(1.0):
+                    connection.sendall(b"1\r\nx\r\n")
+        except OSError:
+            stop.wait(0.5)
+
+
+def slow_reader(gateway: Gateway, path: str, stop: threading.Event) -> None:
+    """A WADO-RS retrieval read 1 KB a second, again whenever the gateway ends it."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                while not stop.is_set() and connection.recv(1024):
+                    stop.wait(1.0)
+        except OSError:
+            stop.wait(0.5)
+
+
+def start_slow_clients(gateway: Gateway, content: Content, count: int, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for index in range(count):
+        if index % 2:
+            study = content.studies[index % len(content.studies)]
+            path = f"{gateway_path(study[0])}"
+            threads.append(threading.Thread(target=slow_reader, args=(gateway, path, stop), daemon=True))
+        else:
+            threads.append(threading.Thread(target=slow_uploader, args=(gateway, stop), daemon=True))
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def gateway_path(dataset: Dataset) -> str:
+    return f"/aets/{AET}/studies/{dataset.StudyInstanceUID}/series/{dataset.SeriesInstanceUID}"
+
+
+def p99(load: Load) -> float:
+    ordered = sorted(latency for tally in load.tallies.values() for latency in tally.latencies)
+    return percentile(ordered, 0.99) if ordered else float("nan")
+
+
 # ---------------------------------------------------------------------------------------- reporting
 
 
@@ -410,6 +470,26 @@ def report_leftovers(gateway: Gateway) -> None:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def compare_with_slow_clients(args: argparse.Namespace, gateway: Gateway, content: Content) -> None:
+    phase_seconds = args.minutes * 60 / 2
+    results = {}
+    for phase in ("alone", f"beside {args.slow_clients} slow clients"):
+        stop = threading.Event()
+        slow = start_slow_clients(gateway, content, args.slow_clients, stop) if phase != "alone" else []
+        started = time.monotonic()
+        load = Load(operations(gateway, content), started + phase_seconds, args.max_requests // 2)
+        run_load(load, args.clients, started)
+        stop.set()
+        for thread in slow:
+            thread.join(timeout=5)
+        print(f"\nthe normal load, {phase}:")
+        report_operations(load, time.monotonic() - started)
+        results[phase] = p99(load)
+    alone, beside = results.values()
+    print(f"\np99 of the normal load: {alone * 1000:.1f} ms alone, {beside * 1000:.1f} ms beside the slow clients: "
+          f"{beside / alone:.2f}x (target <= 2)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5)
@@ -419,6 +499,8 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=6)
     parser.add_argument("--max-requests", type=int, default=200_000, help="stop after this many, deadline or not")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, Orthanc storage)")
+    parser.add_argument("--slow-clients", type=int, default=0,
+                        help="compare the load alone and beside this many slow hostile clients")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dicomrst-soak-"))
@@ -436,12 +518,14 @@ def main() -> None:
               f"{args.pool_size}, {args.studies} studies ({instances} instances of 64x64) in Orthanc; "
               f"at most {args.max_requests} requests", flush=True)
         memory_at_start = memory_snapshot(gateway)
-        started = time.monotonic()
-        load = Load(operations(gateway, content), started + args.minutes * 60, args.max_requests)
-        run_load(load, args.clients, started)
-        elapsed = time.monotonic() - started
+        if args.slow_clients:
+            compare_with_slow_clients(args, gateway, content)
+        else:
+            started = time.monotonic()
+            load = Load(operations(gateway, content), started + args.minutes * 60, args.max_requests)
+            run_load(load, args.clients, started)
+            report_operations(load, time.monotonic() - started)
         memory_at_end = memory_snapshot(gateway)
-        report_operations(load, elapsed)
         report_memory(gateway, memory_at_start, memory_at_end)
         report_leftovers(gateway)
     finally:

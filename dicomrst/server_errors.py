@@ -7,6 +7,7 @@ the master imports it.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from typing import Any
 
@@ -23,3 +24,17 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
 def install(util_module: Any) -> None:
     """Replace ``gunicorn.util.write_error``, which its workers call for what they refuse."""
     util_module.write_error = write_json_error
+
+
+class SlowClientFilter(logging.Filter):
+    """gunicorn's "Socket error processing request." with the traceback of a write that timed out, as
+    one line: the gateway bounded the write on purpose (request-timeout) and cut the client off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+            record.msg = "response cut off: the client read too slowly to take it within request-timeout"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

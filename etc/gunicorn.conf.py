@@ -112,6 +112,14 @@ def _watch_receiver():
                 time.sleep(1)
 
 
+def post_worker_init(worker):
+    """A response write that times out (a client too slow to read it before request-timeout, see
+    web/request_log.py) is what was meant to happen: one line, not gunicorn's socket-error traceback."""
+    from dicomrst.server_errors import SlowClientFilter
+
+    worker.log.error_log.addFilter(SlowClientFilter())
+
+
 def worker_int(worker):
     """Ctrl-C reaches every process of the terminal's group, and the master's quick stop sends
     SIGQUIT. gunicorn's worker answers both by calling this hook and then sys.exit() in a greenlet,

@@ -14,6 +14,9 @@ first request starts the retrieval in a task of its own, which holds the selecti
 notes each instance as it lands; every request for it (the first included) serves its instances as
 they land, and ends as soon as it has what it asked for. The retrieval itself runs at the PACS's
 pace to its end, whoever is still reading, so a slow or departed client never holds the PACS.
+A study is retrieved every time (which series it has is the PACS's to say), the same way: its series
+are recorded complete when it ends. What is too large for the cache (an instance evicted before it
+was sent) is retrieved again straight from the PACS, at the client's pace: nothing is left out.
 """
 from __future__ import annotations
 
@@ -99,9 +102,6 @@ class CachedBackend(Backend):
     # ------------------------------------------------------------------------------ what is served
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
-        if selection.series_uid is None:
-            yield from self._passing_through(selection)
-            return
         served: set[InstanceUids] = set()
         for uids in self._landed(selection):
             part10 = self.cache.get(*uids)
@@ -120,9 +120,6 @@ class CachedBackend(Backend):
         return self.retrieve(selection)
 
     def metadata_documents(self, selection: InstanceSelection) -> Iterator[tuple[InstanceUids, str]]:
-        if selection.series_uid is None:
-            yield from super().metadata_documents(selection)
-            return
         served: set[InstanceUids] = set()
         for uids in self._landed(selection):
             document = self.cache.metadata(*uids)
@@ -147,24 +144,6 @@ class CachedBackend(Backend):
         for part10 in self.inner.retrieve(selection):
             if uids_of(part10) not in served:
                 yield part10
-
-    def _passing_through(self, selection: InstanceSelection) -> Iterator[bytes]:
-        """A study: which series it has is the PACS's to say, so it is retrieved and sent as it comes
-        (however large), each instance kept on the way; every series of a retrieval that ended without
-        failure is recorded complete."""
-        landed: list[InstanceUids] = []
-        started_at = time.time()
-        CACHE_REQUESTS.labels(self.aet, "miss").inc()
-        for part10 in self.inner.retrieve(selection):
-            try:
-                uids, _ = self.cache.put(part10, _metadata_document)
-                RETRIEVED_BYTES.labels(self.aet).inc(len(part10))
-                landed.append(uids)
-            except Exception:  # a copy not kept is no reason to fail the response
-                log.exception("an instance of a study retrieval could not be kept")
-            yield part10
-        self._count_evictions()
-        self._record_complete((selection.study_uid,), landed, started_at)
 
     def _count_evictions(self) -> None:
         evicted = self.cache.cull()

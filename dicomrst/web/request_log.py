@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_ENVIRON = "dicomrst.request_id"
 # A client's own id is kept when it is short and plain, so it can be followed across systems.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# The least time the first chunk of a response is given to be written.
+FIRST_WRITE_SECONDS = 5.0
 
 Observer = Callable[[dict[str, Any], str, int, float], None]
 
@@ -52,7 +56,7 @@ class RequestLog:
         body = self.app(environ, start)
         deadline = None if self.timeout_seconds is None else started + self.timeout_seconds
         return _Counted(body, lambda sent, broken: self._done(environ, request_id, status[0], sent, broken, started),
-                        deadline)
+                        deadline, environ.get("gunicorn.socket"))
 
     def _aet(self, path: str) -> str:
         return aet_of_path(path, self.aets_path) or "-"
@@ -70,10 +74,13 @@ class RequestLog:
 class _Counted:
     """The response body, counting what leaves and reporting when the server closes it."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[int, bool], None], deadline: float | None) -> None:
+    def __init__(self, body: Iterable[bytes], done: Callable[[int, bool], None], deadline: float | None,
+                 client: socket.socket | None = None) -> None:
         self.body = body
         self.done = done
         self.deadline = deadline
+        self.client = client
+        self.client_timeout = client.gettimeout() if client is not None else None
         self.sent = 0
         self.finished = False
 
@@ -84,6 +91,13 @@ class _Counted:
             if self.sent and self.deadline is not None and time.monotonic() > self.deadline:
                 # The status line is gone: dropping the connection is how the client learns.
                 raise RequestTimeout("the request ran past server.http.request-timeout; response broken off")
+            if self.deadline is not None and self.client is not None:
+                # The server writes this chunk once it is yielded: a reader too slow to take it before
+                # the deadline makes the write time out (gevent bounds the whole sendall), instead of
+                # holding the worker's greenlet for as long as it trickles. The first chunk, which may
+                # be an answer computed past the deadline, gets a few seconds whatever is left.
+                floor = FIRST_WRITE_SECONDS if not self.sent else 0.01
+                self.client.settimeout(max(floor, self.deadline - time.monotonic()))
             self.sent += len(chunk)
             yield chunk
         self.finished = True
@@ -94,4 +108,9 @@ class _Counted:
             if close is not None:
                 close()
         finally:
+            if self.client is not None:
+                try:
+                    self.client.settimeout(self.client_timeout)
+                except OSError:
+                    pass  # closed already
             self.done(self.sent, not self.finished)
