@@ -34,7 +34,9 @@ def busy_gateway(tmp_path_factory: pytest.TempPathFactory,
     pacs = DcmQrScp(folder / "dcmqrscp", aet="BUSYQR", max_associations=PACS_LIMIT, read_only_aet="READONLY")
     pool = {"size": POOL_SIZE, "timeout": 20_000}
     config = gateway_config([
-        {"aet": pacs.aet, "host": "127.0.0.1", "port": pacs.port, "pool": pool},
+        # Without the retrieve cache, which would join the concurrent retrievals into one: these tests
+        # load the PACS past its association limit.
+        {"aet": pacs.aet, "host": "127.0.0.1", "port": pacs.port, "pool": pool, "cache": {"enabled": False}},
         # The same dcmqrscp under an AE title it does not know, and under its read-only one.
         {"aet": "NOSUCHAE", "host": "127.0.0.1", "port": pacs.port, "pool": pool},
         {"aet": "READONLY", "host": "127.0.0.1", "port": pacs.port, "pool": pool},
