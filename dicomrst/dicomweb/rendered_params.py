@@ -1,4 +1,4 @@
-"""What a client asks of a rendered resource (PS3.18 8.3.5, 9.5 and 10.4.1.1.3): the rendering query
+"""What a client asks of a rendered resource (PS3.18 8.3.5 and 10.4.1.1.3): the rendering query
 parameters (PS3.18 8.3.5.1, Table 8.3.5-1) and the rendered media type (PS3.18 8.7.4). Rendering
 itself is in ``rendering.py``.
 
@@ -297,7 +297,9 @@ def parse_rendered_parameters(params: Iterable[tuple[str, str]]) -> RenderParame
 
 def thumbnail_parameters(params: RenderParameters) -> RenderParameters:
     """The parameters of a thumbnail: those of a rendered resource, fitted into THUMBNAIL_VIEWPORT
-    unless the client named a viewport of its own."""
+    unless the client named a viewport of its own. PS3.18 gives a thumbnail's viewport only vw and vh;
+    the rendered resources' other parameters, and a source region, are honoured too rather than
+    refused."""
     return params if params.viewport is not None else replace(params, viewport=THUMBNAIL_VIEWPORT)
 
 

@@ -169,7 +169,11 @@ def render_instance(ds: Dataset, params: RenderParameters, media_type: str) -> b
 
 def render_frames(ds: Dataset, frame_indexes: Sequence[int], params: RenderParameters, media_type: str = _GIF) -> bytes:
     """The frames `frame_indexes` (0-based, in the order given) of `ds` as one image: an animated GIF
-    for image/gif; image/jpeg and image/png hold a single frame (NotRenderable for more)."""
+    for image/gif; image/jpeg and image/png hold a single frame (NotRenderable for more).
+
+    Every rendered frame is held until the GIF is written: the caller bounds how many are asked for.
+    Consecutive identical frames become one GIF frame shown for as long as they together are.
+    """
     if media_type not in _PILLOW_FORMATS:
         raise ValueError(f"{media_type} is not a rendered media type")
     if not frame_indexes:
