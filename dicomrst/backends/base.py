@@ -205,6 +205,16 @@ class Backend(ABC):
             document = instance_metadata(part10, INSTANCE_URL_PLACEHOLDER)
             yield uids_of(part10), json.dumps(document, ensure_ascii=False)
 
+    def retrieve_alone(self, selection: InstanceSelection) -> Iterator[bytes]:
+        """``retrieve``, for a selection that is to be retrieved alone whatever a cache would prefetch
+        around it (the one instance a thumbnail shows)."""
+        return self.retrieve(selection)
+
+    def kept_rendering(self, uids: InstanceUids, variant: str, render: Callable[[], bytes]) -> bytes:
+        """A rendering of an instance (``variant`` names what shapes it): kept where the backend can
+        keep it (a cache), else rendered each time."""
+        return render()
+
     def stored_frames(self, selection: InstanceSelection) -> StoredFrames | None:
         """The frames of one instance read as stored without loading it, where the backend can (a
         cache); None sends the web layer to ``frames``."""

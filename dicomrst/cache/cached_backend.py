@@ -102,8 +102,23 @@ class CachedBackend(Backend):
     # ------------------------------------------------------------------------------ what is served
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
+        return self._read(selection, alone=False)
+
+    def retrieve_alone(self, selection: InstanceSelection) -> Iterator[bytes]:
+        return self._read(selection, alone=selection.sop_uid is not None)
+
+    def kept_rendering(self, uids: InstanceUids, variant: str, render: Callable[[], bytes]) -> bytes:
+        kept = self.cache.rendering(uids, variant)
+        if kept is not None:
+            CACHE_SERVED_BYTES.labels(self.aet).inc(len(kept))
+            return kept
+        image = render()
+        self.cache.keep_rendering(uids, variant, image)
+        return image
+
+    def _read(self, selection: InstanceSelection, alone: bool) -> Iterator[bytes]:
         served: set[InstanceUids] = set()
-        for uids in self._landed(selection):
+        for uids in self._landed(selection, alone):
             part10 = self.cache.get(*uids)
             if part10 is None:
                 self.cache.forget_instance(*uids)
@@ -225,7 +240,7 @@ class CachedBackend(Backend):
 
     # ---------------------------------------------------------------------- retrieval and joining
 
-    def _landed(self, selection: InstanceSelection) -> Iterator[InstanceUids]:
+    def _landed(self, selection: InstanceSelection, alone: bool = False) -> Iterator[InstanceUids]:
         """The UIDs of each selected instance once it is on disk: at once when fresh, otherwise as the
         one retrieval of it (started here or joined) lands them."""
         fresh = self._fresh(selection)
@@ -233,19 +248,19 @@ class CachedBackend(Backend):
             CACHE_REQUESTS.labels(self.aet, "hit").inc()
             yield from fresh[0]
             return
-        key = self._retrieval_key(selection)
+        key = self._retrieval_key(selection, alone)
         served: set[InstanceUids] = set()
         try:
             yield from self._retrieved(key, selection, served)
         except (BackendProtocolError, NotFound) as error:
             if selection.sop_uid is None or selection.series_uid is None or served or len(key) == 3:
                 raise
-            alone = (selection.study_uid, selection.series_uid, selection.sop_uid)
+            instance_key = (selection.study_uid, selection.series_uid, selection.sop_uid)
             # A PACS fails a whole series for one instance it cannot send (say, one it cannot transcode
             # for the receiver): the instance asked for is not to fail with it.
             log.info("retrieving %s of %s for one of its instances failed (%s): that instance alone is retrieved",
                      "/".join(key), self.aet, error)
-            yield from self._retrieved(alone, selection, served)
+            yield from self._retrieved(instance_key, selection, served)
 
     def _retrieved(self, key: RetrievalKey, selection: InstanceSelection,
                    served: set[InstanceUids]) -> Iterator[InstanceUids]:
@@ -262,7 +277,9 @@ class CachedBackend(Backend):
                 return
         raise BackendProtocolError(f"the selection was retrieved {_ATTEMPTS} times and still not served")
 
-    def _retrieval_key(self, selection: InstanceSelection) -> RetrievalKey:
+    def _retrieval_key(self, selection: InstanceSelection, alone: bool = False) -> RetrievalKey:
+        if alone and selection.series_uid is not None and selection.sop_uid is not None:
+            return (selection.study_uid, selection.series_uid, selection.sop_uid)
         if selection.series_uid is None or (selection.sop_uid is not None and self.config.prefetch == "study"):
             return (selection.study_uid,)
         if selection.sop_uid is not None and self.config.prefetch == "instance":

@@ -180,6 +180,13 @@ class InstanceCache:
     def put_metadata(self, study_uid: str, series_uid: str, sop_uid: str, document: str) -> None:
         self._files.set(_key("metadata", study_uid, series_uid, sop_uid), document, expire=self.max_age_seconds)
 
+    def rendering(self, uids: tuple[str, str, str], variant: str) -> bytes | None:
+        value = self._files.get(_key("rendered", *uids, variant))
+        return value if isinstance(value, bytes) else None
+
+    def keep_rendering(self, uids: tuple[str, str, str], variant: str, image: bytes) -> None:
+        self._files.set(_key("rendered", *uids, variant), image, expire=self.max_age_seconds)
+
     def cull(self) -> int:
         """Evict past the size limit (least recently used first) and drop what expired; how many went."""
         self._records.cull()  # expired records only: they are never evicted for size

@@ -5,7 +5,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from dicomrst.web.state import AppState, install_state
-from dicomrst.web import aets, metrics, qido, stow, wado
+from dicomrst.web import aets, metrics, qido, rendered, stow, wado, wado_uri
 from dicomrst.web.auth import install_auth, resolve_tokens
 from dicomrst.web.errors import register_error_handlers
 from dicomrst.web.proxy import refuse_invalid_host
@@ -27,6 +27,8 @@ def register_web(app: Flask, state: AppState) -> None:
     app.register_blueprint(aets.blueprint, url_prefix=aets_path)
     app.register_blueprint(qido.blueprint, url_prefix=aets_path)
     app.register_blueprint(wado.blueprint, url_prefix=aets_path)
+    app.register_blueprint(rendered.blueprint, url_prefix=aets_path)
+    app.register_blueprint(wado_uri.blueprint, url_prefix=aets_path)
     app.register_blueprint(stow.blueprint, url_prefix=aets_path)
     app.register_blueprint(metrics.blueprint, url_prefix=state.base_path or None)
     app.before_request(metrics.remember_route)

@@ -18,6 +18,7 @@ from dicomrst.backends.base import (
 from dicomrst.dicomweb.accept import NotAcceptable
 from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
+from dicomrst.dicomweb.rendering import RenderingError
 from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
 from dicomrst.web.context import aet_in_path, client_path
@@ -94,5 +95,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(NotAcceptable, _not_acceptable)
     app.register_error_handler(TranscodeError, _not_acceptable)
     app.register_error_handler(FrameError, _bad_request)
+    app.register_error_handler(RenderingError, _bad_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

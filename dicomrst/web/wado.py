@@ -83,7 +83,7 @@ def _caching(aet: str, validators: Validators | None, encoding: str | None = Non
     """The caching headers of this request's response, and the 304 that answers it if the client
     holds it already. What the body depends on beyond the instances: the route, what the client
     accepts, the URLs it holds, its content coding."""
-    variant = f"{request.path}|{request.headers.get('Accept', '')}|{aet_root_url(aet)}|{encoding}"
+    variant = f"{request.full_path}|{request.headers.get('Accept', '')}|{aet_root_url(aet)}|{encoding}"
     headers = caching_headers(validators, variant)
     # ``encoding`` None: a response whose coding never depends on Accept-Encoding.
     headers["Vary"] = "Accept" if encoding is None else "Accept, Accept-Encoding"
