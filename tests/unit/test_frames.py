@@ -287,3 +287,14 @@ def test_big_endian_one_bit_ow_is_refused():
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian
     with pytest.raises(TranscodeError, match="1-bit OW"):
         extract_frames(part10(ds, ExplicitVRBigEndian), [1], decompress=False)
+
+
+def test_jpeg_lossless_decodes_with_the_permissively_licensed_gdcm():
+    # GDCM comes with the install; the GPL-licensed pylibjpeg-libjpeg is an optional extra.
+    from pydicom.pixels import get_decoder
+
+    lossless = dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))
+    decoder = get_decoder(lossless.file_meta.TransferSyntaxUID)
+    assert "gdcm" in decoder.available_plugins
+    decoded, _ = decoder.as_array(lossless, decoding_plugin="gdcm")
+    assert np.array_equal(decoded, dcmread(get_testdata_file("SC_rgb_rle.dcm")).pixel_array)
