@@ -215,6 +215,11 @@ class Backend(ABC):
         keep it (a cache), else rendered each time."""
         return render()
 
+    def remembered(self, name: str, compute: Callable[[], str]) -> str:
+        """What ``compute`` says of the origin (a study's representative instance), remembered where the
+        backend can for as long as it serves what it retrieved without asking again; else computed."""
+        return compute()
+
     def stored_frames(self, selection: InstanceSelection) -> StoredFrames | None:
         """The frames of one instance read as stored without loading it, where the backend can (a
         cache); None sends the web layer to ``frames``."""

@@ -116,6 +116,14 @@ class CachedBackend(Backend):
         self.cache.keep_rendering(uids, variant, image)
         return image
 
+    def remembered(self, name: str, compute: Callable[[], str]) -> str:
+        # The same freshness as a series: what the PACS said is taken again once ttl has passed.
+        value = self.cache.remembered(name)
+        if value is None:
+            value = compute()
+            self.cache.remember(name, value, self.ttl_seconds)
+        return value
+
     def _read(self, selection: InstanceSelection, alone: bool) -> Iterator[bytes]:
         served: set[InstanceUids] = set()
         for uids in self._landed(selection, alone):

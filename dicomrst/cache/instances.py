@@ -187,6 +187,13 @@ class InstanceCache:
     def keep_rendering(self, uids: tuple[str, str, str], variant: str, image: bytes) -> None:
         self._files.set(_key("rendered", *uids, variant), image, expire=self.max_age_seconds)
 
+    def remembered(self, name: str) -> str | None:
+        value = self._records.get(_key("remembered", name))
+        return value if isinstance(value, str) else None
+
+    def remember(self, name: str, value: str, seconds: float) -> None:
+        self._records.set(_key("remembered", name), value, expire=seconds)
+
     def cull(self) -> int:
         """Evict past the size limit (least recently used first) and drop what expired; how many went."""
         self._records.cull()  # expired records only: they are never evicted for size

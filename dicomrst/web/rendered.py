@@ -109,10 +109,13 @@ def render_selection(aet: str, selection: InstanceSelection, frame_numbers: list
     if unchanged is not None:
         return unchanged
     variant = repr((parameters, media_type, frame_numbers))
-    part10 = single_instance(backend, selection)
-    uids = uids_of(part10)
+    # Kept under the UIDs of the path: a rendering is only ever kept once the retrieved instance proved
+    # them (single_instance checks the path), so a made-up path finds nothing kept.
+    assert selection.series_uid is not None and selection.sop_uid is not None
+    uids = (selection.study_uid, selection.series_uid, selection.sop_uid)
     image = backend.kept_rendering(uids, hashlib.sha256(variant.encode()).hexdigest(),
-                                   lambda: _render(part10, parameters, media_type, frame_numbers))
+                                   lambda: _render(single_instance(backend, selection), parameters, media_type,
+                                                   frame_numbers))
     if frame_numbers is not None and len(frame_numbers) > 1 and media_type != "image/gif":
         # Several frames of a still-image type: one image per frame (PS3.18 8.3.5.1).
         return _multipart_images(_split(image), media_type, headers)
@@ -184,8 +187,16 @@ def single_instance(backend: Backend, selection: InstanceSelection) -> bytes:
 
 
 def _representative(aet: str, selection: InstanceSelection) -> InstanceSelection:
-    """The instance a study's or series' thumbnail shows: the middle one of its first series."""
+    """The instance a study's or series' thumbnail shows: the middle one of its first series (the two
+    C-FINDs that find it are remembered by the retrieve cache, for a warm thumbnail asks no DIMSE)."""
     backend = backend_for(aet)
+    name = f"representative {selection.study_uid} {selection.series_uid or ''}"
+    uids = backend.remembered(name, lambda: "\\".join(_find_representative(backend, selection)))
+    study_uid, series_uid, sop_uid = uids.split("\\")
+    return InstanceSelection(study_uid, series_uid, sop_uid)
+
+
+def _find_representative(backend: Backend, selection: InstanceSelection) -> tuple[str, str, str]:
     try:
         series_uid = selection.series_uid or _first_series(backend, selection.study_uid)
         sop_uids = _instances_in_order(backend, selection.study_uid, series_uid)
@@ -194,10 +205,10 @@ def _representative(aet: str, selection: InstanceSelection) -> InstanceSelection
         first = next(_in_path(selection, backend.retrieve(selection)), None)
         if first is None:
             raise NotFound("no instance matches") from None
-        return InstanceSelection(*uids_of(first))
+        return uids_of(first)
     if not sop_uids:
         raise NotFound("no instance matches")
-    return InstanceSelection(selection.study_uid, series_uid, sop_uids[len(sop_uids) // 2])
+    return selection.study_uid, series_uid, sop_uids[len(sop_uids) // 2]
 
 
 def _search(backend: Backend, level: QueryLevel, matching: dict[int, str], return_keys: list[int]) -> list[dict[int, str]]:

@@ -113,9 +113,12 @@ def test_a_study_thumbnail_retrieves_one_instance_of_its_first_series_and_is_kep
     assert difference.mean() < 3  # JPEG of the middle instance
     assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") == 1
     assert metric(gateway, "dicomrst_retrieved_bytes_total") < 1.5 * len(part10(middle))
+    finds = metric(gateway, "dicomrst_dimse_operations_total", operation="C-FIND")
     again = requests.get(url, timeout=60)
     assert again.content == response.content
+    # Warm: the representative instance and its rendering are remembered; no DIMSE at all.
     assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") == 1
+    assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-FIND") == finds
 
 
 def test_wado_uri(gateway: Gateway, known_data: KnownData):
