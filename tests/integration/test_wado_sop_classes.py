@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from io import BytesIO
 
+import numpy
 import pytest
 import requests
 from pydicom import Dataset, dcmread
@@ -162,7 +163,8 @@ def test_a_study_of_usual_classes_over_c_get(gateway: Gateway, known_data: Known
 def uncompressed_gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc,
                          known_data: KnownData) -> Iterator[Gateway]:
     """A gateway whose receiver accepts only uncompressed syntaxes: Orthanc 1.10 cannot transcode JPEG 2000,
-    so it cannot send JPEG2000.dcm there, and answers the C-MOVE with 0xC000 and no failed count."""
+    so it cannot send JPEG2000.dcm there, and answers the C-MOVE with 0xC000 and no failed count; the
+    gateway then asks for it by C-GET."""
     config = gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port,
                               "wado-rs": {"receivers": ["DICOMRST-UNC"]}}],
                             receiver_aet="DICOMRST-UNC", uncompressed=True)
@@ -190,24 +192,34 @@ def alone_in_their_studies(orthanc: Orthanc) -> Iterator[dict[str, Dataset]]:
             requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
 
 
-def test_pacs_that_cannot_send_is_502_not_404(uncompressed_gateway: Gateway, alone_in_their_studies):
+def test_an_instance_the_pacs_cannot_decompress_still_arrives(uncompressed_gateway: Gateway, alone_in_their_studies):
+    """Orthanc fails the C-MOVE sub-operation (it cannot decompress JPEG 2000 for the uncompressed
+    receiver); the gateway fetches the instance by C-GET as stored and decompresses it itself."""
     j2k = alone_in_their_studies["JPEG2000.dcm"]
     for path in (f"/studies/{j2k.StudyInstanceUID}",
                  f"/studies/{j2k.StudyInstanceUID}/series/{j2k.SeriesInstanceUID}",
                  f"/studies/{j2k.StudyInstanceUID}/series/{j2k.SeriesInstanceUID}/instances/{j2k.SOPInstanceUID}"):
         response = retrieve(uncompressed_gateway, "ORTHANC", path)
-        assert response.status_code == 502, (path, response.status_code, response.text)
-        error = response.json()["error"]
-        assert "could not send 1 of 1 instances" in error, error
-        assert "C-MOVE status 0xC000" in error, error
-        assert "0 completed, 0 failed, 0 warning" in error, error
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        (received,) = instances_of(response)
+        assert received.SOPInstanceUID == j2k.SOPInstanceUID
+        assert (received.pixel_array == j2k.pixel_array).all()
+    decompressed = requests.get(f"{uncompressed_gateway.url}/aets/ORTHANC/studies/{j2k.StudyInstanceUID}", timeout=60,
+                                headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                                   "transfer-syntax=1.2.840.10008.1.2.1"})
+    assert decompressed.status_code == 200
+    (received,) = instances_of(decompressed)
+    assert received.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert numpy.abs(received.pixel_array.astype(int) - j2k.pixel_array.astype(int)).max() == 0
+    assert "retrieved by C-GET as stored" in uncompressed_gateway.log_path.read_text()
 
 
-def test_pacs_that_cannot_send_metadata_is_502(uncompressed_gateway: Gateway, alone_in_their_studies):
+def test_metadata_of_an_instance_the_pacs_cannot_decompress(uncompressed_gateway: Gateway, alone_in_their_studies):
     j2k = alone_in_their_studies["JPEG2000.dcm"]
     response = requests.get(f"{uncompressed_gateway.url}/aets/ORTHANC/studies/{j2k.StudyInstanceUID}/metadata",
                             timeout=60)
-    assert response.status_code == 502 and "0xC000" in response.json()["error"], response.text
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["00080018"]["Value"] == [j2k.SOPInstanceUID]
 
 
 @pytest.mark.parametrize("path", ["/studies/1.2.3.4.5.6.7.8.9",

@@ -1,6 +1,7 @@
 """A PACS spoken to with DIMSE: the Backend interface over pynetdicom."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,9 +12,11 @@ from dicomrst.backends.base import (
     FUZZY_MATCHING_NOT_SUPPORTED,
     Backend,
     BackendError,
+    BackendProtocolError,
     BackendUnavailable,
     Health,
     InstanceSelection,
+    NotFound,
     SearchNotes,
     StoreSession,
     paged,
@@ -22,7 +25,7 @@ from dicomrst.backends.dimse.association import Peer, open_association
 from dicomrst.backends.dimse.echo import VERIFICATION, echo
 from dicomrst.backends.dimse.hierarchy import HierarchicalSearch
 from dicomrst.backends.dimse.find import STUDY_ROOT_FIND, QueryOptions, agreed_query_options
-from dicomrst.backends.dimse.get import get_instances
+from dicomrst.backends.dimse.get import get_as_stored, get_instances
 from dicomrst.backends.dimse.move import move_instances
 from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.slots import AssociationSlots
@@ -30,8 +33,13 @@ from dicomrst.backends.dimse.spool import receiver_running, spool_root
 from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.config import ReceiverConfig
-from dicomrst.dicomweb.query import QidoQuery
+from dicomrst.dicomweb.part10 import uids_of
+from dicomrst.dicomweb.query import MatchingKey, QidoQuery, QueryLevel
 from dicomrst.metrics import MOVES_IN_FLIGHT, dimse_operation
+
+log = logging.getLogger(__name__)
+
+_STUDY_UID, _SERIES_UID, _SOP_UID, _SOP_CLASS_UID = 0x0020000D, 0x0020000E, 0x00080018, 0x00080016
 
 
 class DimseBackend(Backend):
@@ -105,13 +113,50 @@ class DimseBackend(Backend):
         self._check_receiver()
         in_flight = MOVES_IN_FLIGHT.labels(self.aet)
         in_flight.inc()
+        delivered: set[str] = set()
         try:
             with dimse_operation(self.aet, "C-MOVE"):
-                yield from move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet,
-                                          spool_root(self.receiver), selection, timeout,
-                                          sequential=wado.mode == "sequential")
+                for part10 in move_instances(self.peer, self.slots, self._pool_timeout, self.receiver.aet,
+                                             spool_root(self.receiver), selection, timeout,
+                                             sequential=wado.mode == "sequential"):
+                    if self.receiver.uncompressed:
+                        delivered.add(uids_of(part10)[2])
+                    yield part10
+        except (BackendProtocolError, NotFound) as failure:
+            if not self.receiver.uncompressed:
+                raise
+            yield from self._fetched_natively(selection, delivered, failure)
         finally:
             in_flight.dec()
+
+    def _fetched_natively(self, selection: InstanceSelection, delivered: set[str],
+                          failure: BackendProtocolError | NotFound) -> Iterator[bytes]:
+        """The instances a C-MOVE to an uncompressed-only receiver did not deliver, by C-GET in their own
+        transfer syntax: a PACS that cannot decompress an instance (Orthanc 1.10 and JPEG 2000) fails its
+        sub-operation, and the gateway decompresses it itself where a client wants it so."""
+        missing = [found for found in self._instances_at_pacs(selection) if found[2] not in delivered]
+        if not missing:
+            raise failure
+        log.info("%d instance(s) of %s the PACS did not send to the uncompressed receiver: retrieved by C-GET "
+                 "as stored (%s)", len(missing), self.aet, failure)
+        for study_uid, series_uid, sop_uid, sop_class in missing:
+            with dimse_operation(self.aet, "C-GET"):
+                yield from get_as_stored(self.peer, self.slots, self._pool_timeout,
+                                         InstanceSelection(study_uid, series_uid, sop_uid), sop_class,
+                                         self.config.wado_rs.timeout / 1000)
+
+    def _instances_at_pacs(self, selection: InstanceSelection) -> list[tuple[str, str, str, str]]:
+        matching = [MatchingKey((_STUDY_UID,), selection.study_uid)]
+        if selection.series_uid is not None:
+            matching.append(MatchingKey((_SERIES_UID,), selection.series_uid))
+        if selection.sop_uid is not None:
+            matching.append(MatchingKey((_SOP_UID,), selection.sop_uid))
+        query = QidoQuery(level=QueryLevel.IMAGE, matching=tuple(matching),
+                          return_keys=((_STUDY_UID,), (_SERIES_UID,), (_SOP_UID,), (_SOP_CLASS_UID,)),
+                          include_all=False, limit=None, offset=0, fuzzy_matching=False)
+        return [(str(match.get("StudyInstanceUID", selection.study_uid)), str(match.get("SeriesInstanceUID", "")),
+                 str(match.get("SOPInstanceUID", "")), str(match.get("SOPClassUID", "")))
+                for match in self.search(query, SearchNotes())]
 
 
     @contextmanager

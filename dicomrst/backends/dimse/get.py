@@ -190,6 +190,39 @@ def get_instances(
         raise error
 
 
+def get_as_stored(
+    peer: Peer,
+    slots: AssociationSlots,
+    pool_timeout_seconds: float,
+    selection: InstanceSelection,
+    sop_class: str,
+    timeout_seconds: float,
+) -> Iterator[bytes]:
+    """One instance of ``sop_class`` by C-GET in the transfer syntax the PACS holds it in: a presentation
+    context per transfer syntax, compressed ones first, so that a PACS which picks from what the requestor
+    proposed (Orthanc does) can choose the one needing no conversion, where one context listing every
+    syntax would have it convert to the first (uncompressed), which it may not be able to do."""
+    arrivals: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+
+    def on_store(event: Any) -> int:
+        try:
+            arrivals.put(event.encoded_dataset(), timeout=timeout_seconds)
+        except queue.Full:
+            return StoreStatus.REFUSED_OUT_OF_RESOURCES
+        return StoreStatus.SUCCESS
+
+    syntaxes = [uid for uid in _TRANSFER_SYNTAXES if uid not in _UNCOMPRESSED] + _UNCOMPRESSED
+    contexts: list[RequestedContext] = [STUDY_ROOT_GET, STUDY_ROOT_FIND,
+                                        *((sop_class, [syntax]) for syntax in syntaxes[:_STORAGE_CONTEXTS])]
+    negotiation: list[ExtendedNegotiation] = [build_role(sop_class, scp_role=True), _relational_find()]
+    with slots.hold(pool_timeout_seconds):
+        with open_association(peer, contexts, timeout_seconds, negotiation, [(evt.EVT_C_STORE, on_store)]) as association:
+            final, delivered, holdings = yield from _get(association, selection, arrivals, timeout_seconds, None)
+    error = final_status_error(final, delivered, "C-GET", holdings=holdings)
+    if error is not None:
+        raise error
+
+
 def _get(association: Association, selection: InstanceSelection, arrivals: queue.Queue[Any], timeout_seconds: float,
          survey: _Survey | None) -> Generator[bytes, None, tuple[Dataset, int, Holdings | None]]:
     """Yield each instance the C-GET brings; return its final response, the number delivered and, when
