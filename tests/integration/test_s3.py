@@ -183,3 +183,20 @@ def test_an_object_under_another_study_or_series_key_is_not_found(s3: S3Setup):
                  f"{base}/instances/{stray.SOPInstanceUID}/frames/1", f"/studies/{wrong_study}/metadata"):
         response = get(s3, path)
         assert response.status_code == 404, (path, response.status_code, response.text[:200])
+
+
+def test_rendered_and_thumbnails_from_a_bucket(s3: S3Setup):
+    from PIL import Image
+
+    from dicomrst.dicomweb.rendering import parse_rendered_parameters, render, thumbnail_parameters
+
+    one = s3.study[3]
+    instance = f"/studies/{one.StudyInstanceUID}/series/{one.SeriesInstanceUID}/instances/{one.SOPInstanceUID}"
+    png = get(s3, f"{instance}/rendered", Accept="image/png")
+    assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
+    assert png.content == render(one, 0, parse_rendered_parameters([]), "image/png")
+    thumbnail = get(s3, f"{instance}/thumbnail", Accept="image/png")
+    assert thumbnail.content == render(one, 0, thumbnail_parameters(parse_rendered_parameters([])), "image/png")
+    # No search in a bucket: a study's thumbnail shows the first instance it lists.
+    study = get(s3, f"/studies/{one.StudyInstanceUID}/thumbnail")
+    assert study.status_code == 200 and Image.open(BytesIO(study.content)).format == "JPEG"
