@@ -88,6 +88,12 @@ def frame_thumbnail(aet: str, study_uid: str, series_uid: str, sop_uid: str, fra
 # ------------------------------------------------------------------------------------------ the work
 
 
+def _media_type() -> str:
+    """The ``accept`` query parameter when given, which a client sets where it cannot set the header (or
+    sets the header for another purpose, as OHIF does for thumbnails), else the Accept header."""
+    return negotiate_rendered(request.args.get("accept") or request.headers.get("Accept"))
+
+
 def _parameters(thumbnail: bool) -> RenderParameters:
     parameters = parse_rendered_parameters(request.args.items(multi=True))
     return thumbnail_parameters(parameters) if thumbnail else parameters
@@ -97,7 +103,7 @@ def _rendered_one(aet: str, selection: InstanceSelection, frame_numbers: list[in
                   thumbnail: bool) -> Response:
     backend_for(aet)
     parameters = _parameters(thumbnail)
-    media_type = negotiate_rendered(request.headers.get("Accept"))
+    media_type = _media_type()
     return render_selection(aet, selection, frame_numbers, parameters, media_type)
 
 
@@ -159,7 +165,7 @@ def _rendered_instances(aet: str, selection: InstanceSelection) -> Response:
     """A rendered series or study: each instance rendered (its first frame, or all as a GIF), in order."""
     backend = backend_for(aet)
     parameters = _parameters(thumbnail=False)
-    media_type = negotiate_rendered(request.headers.get("Accept"))
+    media_type = _media_type()
     headers, unchanged = _caching(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +30,8 @@ PATIENT = Patient("Viewer^Valentina", "PID-4711", "19760312", "F")
 # Another patient's study, so that the search in the study list has something to leave out.
 OTHER_PATIENT = Patient("Bystander^Boris", "PID-4712", "19690101", "M")
 SLICES = 30
+# A second, shorter series in the patient's study: the study browser then has more than one thumbnail.
+MR_SLICES = 3
 
 
 class OhifServer:
@@ -115,6 +117,10 @@ class ViewerData:
     def series_uids(self) -> set[str]:
         return {instance.SeriesInstanceUID for instance in self.study}
 
+    @property
+    def series_numbers(self) -> dict[str, int]:
+        return {instance.SeriesInstanceUID: int(instance.SeriesNumber) for instance in self.study}
+
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
@@ -126,8 +132,10 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 @pytest.fixture(scope="module")
 def viewer_data(orthanc: Orthanc) -> ViewerData:
     rng = random.Random(4711)
-    study = generate_study(rng, patient=PATIENT, n_series=1, instances_per_series=SLICES, modalities=("CT",),
+    study = generate_study(rng, patient=PATIENT, n_series=2, instances_per_series=SLICES, modalities=("CT", "MR"),
                            rows=128, columns=128)
+    # The generator gives every series as many instances; the MR series needs only a few.
+    study = [instance for instance in study if instance.Modality == "CT" or instance.InstanceNumber <= MR_SLICES]
     other = generate_study(rng, patient=OTHER_PATIENT, n_series=1, instances_per_series=2, modalities=("MR",),
                            rows=32, columns=32)
     for dataset in study + other:
@@ -155,7 +163,15 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, viewer_d
     process.stop()
 
 
-def window_config(gateway: Gateway) -> str:
+# Where the viewer's thumbnails come from: drawn from a frame the viewer retrieves itself, or the gateway's
+# /thumbnail resources as OHIF's own app-config.js asks for them. That file pairs thumbnailRendering
+# 'thumbnail' with thumbnailRequestStrategy 'fetch' (Accept: image/jpeg); OHIF's fallback strategy
+# asks instead with Accept: multipart/related; type="application/octet-stream", which the gateway refuses.
+THUMBNAILS_FROM_FRAMES: Mapping[str, str] = {"thumbnailRendering": "wadors"}
+THUMBNAILS_RENDERED: Mapping[str, str] = {"thumbnailRendering": "thumbnail", "thumbnailRequestStrategy": "fetch"}
+
+
+def window_config(gateway: Gateway, thumbnails: Mapping[str, str] = THUMBNAILS_FROM_FRAMES) -> str:
     root = f"{gateway.url}/aets/{AET}"
     config = {
         "routerBasename": "/",
@@ -176,8 +192,7 @@ def window_config(gateway: Gateway) -> str:
                 "wadoUriRoot": root,
                 "qidoSupportsIncludeField": True,
                 "imageRendering": "wadors",
-                # The gateway has no rendered resources (/thumbnail): thumbnails come from frames.
-                "thumbnailRendering": "wadors",
+                **thumbnails,
                 "enableStudyLazyLoad": True,
                 "supportsFuzzyMatching": False,
                 "supportsWildcard": True,

@@ -1,7 +1,8 @@
 """OHIF Viewer 3 in headless Chromium against the gateway, as a person uses it: the study list, a search by
-patient name, the study opened in the viewer, its first image drawn, a scroll to the last slice. Then what
-the browser saw (no failed request to the gateway, no console error) and what the gateway did (one
-retrieval from the PACS per series the viewer opened)."""
+patient name, the study opened in the viewer, its first image drawn, a thumbnail per series, a scroll to
+the last slice. Then what the browser saw (no failed request to the gateway, no console error) and what
+the gateway did (one retrieval from the PACS per series the viewer opened). Once with the thumbnails drawn
+by the viewer from frames, once with OHIF's default, the gateway's /thumbnail resources."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -22,7 +23,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.browser.conftest import AET, PATIENT, SLICES, OhifServer, ViewerData, window_config
+from tests.browser.conftest import (
+    AET,
+    PATIENT,
+    SLICES,
+    THUMBNAILS_FROM_FRAMES,
+    THUMBNAILS_RENDERED,
+    OhifServer,
+    ViewerData,
+    window_config,
+)
 from tests.peers import Gateway
 
 T = TypeVar("T")
@@ -32,6 +42,24 @@ PATIENT_FILTER = 'tr[data-filter-row="true"] > td:first-child input'
 STUDY_ROWS = "tr[aria-selected]"
 VIEWPORT_CANVAS = '[data-cy="viewport-pane"] canvas'
 SLICE_INDICATOR = '[data-cy="viewport-overlay-bottom-right"] [title="Instance Number"]'
+# The prefix takes in OHIF's no-image kind too (a series it shows no picture for): such a series then
+# counts as a thumbnail not shown rather than as none at all.
+THUMBNAIL = '[data-cy^="study-browser-thumbnail"]'
+STUDY_BROWSER_THUMBNAILS = f'[data-cy="studyBrowser-panel"] {THUMBNAIL}'
+# The study list's preview of the selected study names each thumbnail after its series:
+# id="thumbnail-series-<Series Instance UID>".
+PREVIEW_THUMBNAILS = f'{THUMBNAIL}[id^="thumbnail-series-"]'
+THUMBNAILS = """
+return [...document.querySelectorAll(arguments[0])].map(thumbnail => {
+  const image = thumbnail.querySelector('img');
+  return {
+    id: thumbnail.id,
+    series: thumbnail.dataset.series,
+    shown: Boolean(image && image.complete && image.naturalWidth > 0 && image.naturalHeight > 0),
+    size: image ? [image.naturalWidth, image.naturalHeight] : null,
+  };
+});
+"""
 # Copied onto a 2D canvas of its own, the viewport can be read back whatever context it draws with: how
 # many colours it shows (counted up to a cap) and a digest that changes when the image does.
 CANVAS_PIXELS = """
@@ -57,7 +85,9 @@ return [colours.size, digest];
 class Request:
     method: str
     url: str
+    accept: str | None = None  # as the page set it; None when left to the browser
     status: int | None = None
+    content_type: str | None = None
     failure: str | None = None
     finished: bool = False
 
@@ -65,8 +95,18 @@ class Request:
     def path(self) -> str:
         return urlsplit(self.url).path
 
+    @property
+    def media_type(self) -> str | None:
+        return self.content_type.split(";")[0].strip().lower() if self.content_type is not None else None
+
     def __str__(self) -> str:
-        return f"{self.method} {self.url} -> {self.failure if self.failure is not None else self.status}"
+        outcome = self.failure if self.failure is not None else f"{self.status} {self.content_type}"
+        return f"{self.method} {self.url} (Accept: {self.accept}) -> {outcome}"
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    # The DevTools protocol keeps header names as they were written.
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), None)
 
 
 @dataclass
@@ -85,13 +125,15 @@ class NetworkLog:
             if method == "Network.requestWillBeSent":
                 request = params["request"]
                 if request["url"].startswith(self.origin + "/"):
-                    self.requests[params["requestId"]] = Request(request["method"], request["url"])
+                    self.requests[params["requestId"]] = Request(request["method"], request["url"],
+                                                                 _header(request["headers"], "Accept"))
                 continue
             seen = self.requests.get(params.get("requestId", ""))
             if seen is None:
                 continue
             if method == "Network.responseReceived":
                 seen.status = params["response"]["status"]
+                seen.content_type = _header(params["response"]["headers"], "Content-Type")
             elif method == "Network.loadingFinished":
                 seen.finished = True
             elif method == "Network.loadingFailed":
@@ -144,17 +186,29 @@ class Page:
 
     def wait_for(self, what: str, condition: Condition[T], timeout: float = 30) -> T:
         """``condition``'s first truthy answer. Past ``timeout``, the failure says what the browser saw go
-        wrong meanwhile: a request the gateway refused explains more than "the list stayed empty"."""
+        wrong meanwhile: a request the gateway refused explains more than "the list stayed empty"; and
+        what the condition saw last, if it keeps that (``last``)."""
         try:
             found = WebDriverWait(self.browser, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
                 condition)
         except TimeoutException:
             self.network.drain()
-            seen = [f"request failed: {request}" for request in self.network.failed]
+            seen = [f"last seen: {last}"] if (last := getattr(condition, "last", None)) is not None else []
+            seen += [f"request failed: {request}" for request in self.network.failed]
             seen += [f"console: {message}" for message in severe_console_messages(self.browser)]
             raise AssertionError("\n".join([f"no {what} within {timeout:g} s", *seen])) from None
         self.network.drain()  # Chromium buffers the performance log until it is read
         return cast(T, found)  # until() returns only a truthy answer
+
+
+def fresh_page(browser: Chrome, gateway: Gateway) -> Page:
+    """The module's tests share one browser: what an earlier test left in its logs and its HTTP cache
+    would be taken for this test's requests, or answer them without the gateway."""
+    browser.get("about:blank")
+    browser.get_log("performance")
+    browser.get_log("browser")
+    browser.execute_cdp_cmd("Network.clearBrowserCache", {})
+    return Page(browser, NetworkLog(browser, gateway.url))
 
 
 def visible(selector: str) -> Condition[WebElement]:
@@ -184,6 +238,26 @@ def drawn(unlike: int | None = None) -> Condition[int]:
     return digest
 
 
+@dataclass
+class ThumbnailsShown:
+    """Every thumbnail under ``selector`` with its image loaded and of some size, once there are ``count``
+    of them: OHIF shows a thumbnail as an <img> (a data: URL drawn from a frame, or a blob: URL of what
+    the gateway rendered), and a placeholder in its place while it has none."""
+
+    selector: str
+    count: int
+    last: list[dict[str, Any]] | None = None
+
+    def __call__(self, browser: Chrome) -> list[dict[str, Any]] | None:
+        self.last = browser.execute_script(THUMBNAILS, self.selector)
+        shown = len(self.last) == self.count and all(thumbnail["shown"] for thumbnail in self.last)
+        return self.last if shown else None
+
+
+def thumbnail_requests(network: NetworkLog) -> list[Request]:
+    return [request for request in network.requests.values() if request.path.endswith("/thumbnail")]
+
+
 def retrievals(gateway: Gateway) -> float:
     """C-MOVEs and C-GETs the gateway has sent to the PACS, whatever their outcome."""
     text = requests.get(f"{gateway.url}/metrics", timeout=10).text
@@ -194,8 +268,8 @@ def retrievals(gateway: Gateway) -> float:
 
 def test_ohif_searches_opens_and_scrolls_a_study(browser: Chrome, ohif: OhifServer, gateway: Gateway,
                                                  viewer_data: ViewerData) -> None:
-    ohif.configure(window_config(gateway))
-    page = Page(browser, NetworkLog(browser, gateway.url))
+    ohif.configure(window_config(gateway, THUMBNAILS_FROM_FRAMES))
+    page = fresh_page(browser, gateway)
     retrievals_before = retrievals(gateway)
     family_name, given_name = PATIENT.name.split("^")[:2]
 
@@ -219,6 +293,9 @@ def test_ohif_searches_opens_and_scrolls_a_study(browser: Chrome, ohif: OhifServ
     page.wait_for("first slice", showing_slice(1), timeout=60)
     first = page.wait_for("first image drawn (more than one colour on the canvas)", drawn(), timeout=60)
     assert not browser.find_elements(By.CSS_SELECTOR, ".shepherd-element"), "the first-run tour is showing"
+    thumbnails = page.wait_for("a thumbnail shown per series in the study browser",
+                               ThumbnailsShown(STUDY_BROWSER_THUMBNAILS, len(viewer_data.series_uids)))
+    assert {thumbnail["series"] for thumbnail in thumbnails} == {str(n) for n in viewer_data.series_numbers.values()}
 
     canvas = browser.find_element(By.CSS_SELECTOR, VIEWPORT_CANVAS)
     for index in range(2, SLICES + 1):
@@ -236,5 +313,51 @@ def test_ohif_searches_opens_and_scrolls_a_study(browser: Chrome, ohif: OhifServ
     assert opened_series == viewer_data.series_uids
     frames = [request for request in network.requests.values() if "/frames/" in request.path]
     assert len(frames) >= SLICES, "a frame request per slice"
+    assert not (rendered := thumbnail_requests(network)), "thumbnails asked of the gateway:\n" + "\n".join(map(str, rendered))
     moved = retrievals(gateway) - retrievals_before
     assert moved == len(opened_series), f"{moved:g} retrievals from {AET} (C-MOVE + C-GET) for {len(opened_series)} series"
+
+
+def test_ohif_shows_the_gateways_thumbnails(browser: Chrome, ohif: OhifServer, gateway: Gateway,
+                                            viewer_data: ViewerData) -> None:
+    ohif.configure(window_config(gateway, THUMBNAILS_RENDERED))
+    page = fresh_page(browser, gateway)
+    series_numbers = viewer_data.series_numbers
+    family_name, given_name = PATIENT.name.split("^")[:2]
+
+    browser.get(f"{ohif.origin}/")
+
+    def the_patients_row(browser: Chrome) -> WebElement | None:
+        return next((row for row in browser.find_elements(By.CSS_SELECTOR, STUDY_ROWS)
+                     if f"{family_name}, {given_name}" in row.text), None)
+
+    page.wait_for(f"{given_name}'s study in the list", the_patients_row).click()
+    # The selected study's series, beside the list: each with the gateway's thumbnail of that series.
+    preview = page.wait_for("a thumbnail shown per series in the study list's preview",
+                            ThumbnailsShown(PREVIEW_THUMBNAILS, len(series_numbers)))
+    assert {thumbnail["id"].removeprefix("thumbnail-series-") for thumbnail in preview} == set(series_numbers)
+
+    page.wait_for("Basic Viewer button", visible('button[title="Basic Viewer"]')).click()
+    page.wait_for("viewer route", lambda b: f"StudyInstanceUIDs={viewer_data.study_uid}" in b.current_url)
+    page.wait_for("first image drawn (more than one colour on the canvas)", drawn(), timeout=60)
+    # In the viewer, each series' thumbnail is that of one of its instances.
+    shown = page.wait_for("a thumbnail shown per series in the study browser",
+                          ThumbnailsShown(STUDY_BROWSER_THUMBNAILS, len(series_numbers)))
+    assert {thumbnail["series"] for thumbnail in shown} == {str(number) for number in series_numbers.values()}
+
+    network = page.network
+    network.wait_idle(timeout=60)
+    assert not network.failed, "requests to the gateway failed:\n" + "\n".join(map(str, network.failed))
+    assert not (errors := severe_console_messages(browser)), "console errors:\n" + "\n".join(errors)
+    thumbnails = thumbnail_requests(network)
+    listing = "\n".join(map(str, thumbnails))
+    assert all(request.status == 200 and request.media_type == "image/jpeg" for request in thumbnails), listing
+    instances = {(instance.SeriesInstanceUID, instance.SOPInstanceUID) for instance in viewer_data.study}
+    thumbnail_path = re.compile(
+        rf"/aets/{AET}/studies/{re.escape(viewer_data.study_uid)}/series/([^/]+)(?:/instances/([^/]+))?/thumbnail")
+    asked = set()
+    for request in thumbnails:
+        found = thumbnail_path.fullmatch(request.path)
+        assert found and (found[2] is None or (found[1], found[2]) in instances), f"not of the study's series:\n{request}"
+        asked.add((found[1], "series" if found[2] is None else "instance"))
+    assert asked == {(uid, level) for uid in series_numbers for level in ("series", "instance")}, listing

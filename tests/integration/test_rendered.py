@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dicomrst.dicomweb.rendering import parse_rendered_parameters, render, thumb
 from dicomrst.sample_pacs.studies import Patient, generate_study
 from tests.integration.conftest import KnownData, part10
 from tests.integration.multipart import parse_multipart
-from tests.peers import Gateway, Orthanc, gateway_config, receiver_of
+from tests.peers import Gateway, Orthanc, gateway_config, receiver_of, wait_until
 
 
 def metric(gateway: Gateway, name: str, **labels: str) -> float:
@@ -111,6 +112,9 @@ def test_a_study_thumbnail_retrieves_one_instance_of_its_first_series_and_is_kep
     assert image.size == expected.size
     difference = numpy.abs(numpy.asarray(image.convert("L"), dtype=int) - numpy.asarray(expected.convert("L"), dtype=int))
     assert difference.mean() < 3  # JPEG of the middle instance
+    # The response may end as the instance lands, a moment before the C-MOVE is counted.
+    wait_until(lambda: metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") >= 1, 10, "the C-MOVE")
+    time.sleep(0.5)
     assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") == 1
     assert metric(gateway, "dicomrst_retrieved_bytes_total") < 1.5 * len(part10(middle))
     finds = metric(gateway, "dicomrst_dimse_operations_total", operation="C-FIND")
@@ -143,3 +147,11 @@ def test_wado_uri(gateway: Gateway, known_data: KnownData):
         response = requests.get(wado, params=params, timeout=60)
         assert response.status_code == status, (params, response.text)
         assert response.json()["error"]
+
+
+def test_the_accept_query_parameter_chooses_the_rendered_type(gateway: Gateway, known_data: KnownData):
+    # What OHIF sends for thumbnails with its bulkDataRetrieve strategy: the header asks for bulk data.
+    ct = next(d for d in known_data.real_world if d.Modality == "CT")
+    response = requests.get(f"{base(gateway, ct)}/thumbnail", params={"accept": "image/png"}, timeout=60,
+                            headers={"Accept": 'multipart/related; type="application/octet-stream"'})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
