@@ -10,6 +10,7 @@ import pytest
 import requests
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from tests.integration.conftest import KnownData
 from tests.integration.multipart import parse_multipart
@@ -47,10 +48,22 @@ def test_concurrent_requests_in_sequential_mode(sequential_gateway: Gateway, kno
         assert sorted(str(d.SOPInstanceUID) for d in received) == sorted(str(d.SOPInstanceUID) for d in study)
 
 
-def test_uncompressed_receiver_gets_compressed_instances_decoded_by_the_pacs(sequential_gateway: Gateway):
+def test_uncompressed_receiver_gets_compressed_instances_decoded_by_the_pacs(sequential_gateway: Gateway,
+                                                                            orthanc: Orthanc):
+    # A copy alone in a series of its own: pydicom's files share series, among them a JPEG 2000 one that
+    # Orthanc cannot decompress, which the gateway then fetches (with the rest) as stored instead.
     original = dcmread(get_testdata_file("SC_rgb_rle.dcm"))
-    (received,) = retrieve(sequential_gateway, f"/studies/{original.StudyInstanceUID}/series/"
-                                               f"{original.SeriesInstanceUID}/instances/{original.SOPInstanceUID}")
-    # Asked for "as stored", but the receiver accepted only uncompressed syntaxes, so Orthanc transcoded.
-    assert received.file_meta.TransferSyntaxUID in UNCOMPRESSED
-    assert (received.pixel_array == original.pixel_array).all()
+    original.StudyInstanceUID, original.SeriesInstanceUID = generate_uid(), generate_uid()
+    original.SOPInstanceUID = original.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = BytesIO()
+    original.save_as(buffer, enforce_file_format=True)
+    orthanc.upload(buffer.getvalue())
+    try:
+        (received,) = retrieve(sequential_gateway, f"/studies/{original.StudyInstanceUID}/series/"
+                                                   f"{original.SeriesInstanceUID}/instances/{original.SOPInstanceUID}")
+        # Asked for "as stored", but the receiver accepted only uncompressed syntaxes, so Orthanc transcoded.
+        assert received.file_meta.TransferSyntaxUID in UNCOMPRESSED
+        assert (received.pixel_array == original.pixel_array).all()
+    finally:
+        for found in requests.post(f"{orthanc.url}/tools/lookup", data=original.StudyInstanceUID, timeout=10).json():
+            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
