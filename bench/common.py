@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.peers import Gateway, Orthanc, free_port, gateway_config, start_orthanc
+from tests.peers import Gateway, Orthanc, free_port, gateway_config, part10, start_orthanc
 
-__all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "start_orthanc", "timed", "report"]
+__all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "part10", "start_orthanc", "timed", "report"]
 
 
 def timed(operation: Callable[[], object], repeats: int) -> list[float]:

@@ -13,29 +13,21 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import requests
 from pydicom import Dataset
 
-from common import Gateway, gateway_config, start_orthanc
+from common import Gateway, gateway_config, part10, start_orthanc
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import receiver_of
 
 CONNECTIONS = 6
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def representative(study: list[Dataset]) -> Dataset:
@@ -53,12 +45,6 @@ def fetch_all(urls: list[str]) -> float:
     with ThreadPoolExecutor(CONNECTIONS) as pool:
         list(pool.map(fetch, urls))
     return time.perf_counter() - started
-
-
-def retrievals(gateway: Gateway) -> float:
-    text = requests.get(f"{gateway.url}/metrics", timeout=10).text
-    return sum(float(v) for v in re.findall(
-        r'^dicomrst_dimse_operations_total\{[^}]*operation="C-(?:MOVE|GET)"[^}]*\} ([0-9.e+]+)$', text, re.MULTILINE))
 
 
 def shown(durations: list[float]) -> str:
@@ -93,10 +79,10 @@ def main() -> None:
                 gateway.start()
                 urls = [f"{gateway.url}/aets/{orthanc.aet}/studies/{study[0].StudyInstanceUID}/thumbnail"
                         for study in studies]
-                before = retrievals(gateway)
+                before = gateway.retrievals()
                 cold.append(fetch_all(urls))
                 time.sleep(1)  # the retrievals' counters are written when they end
-                per_thumbnail.append((retrievals(gateway) - before) / len(urls))
+                per_thumbnail.append((gateway.retrievals() - before) / len(urls))
                 warm.append(fetch_all(urls))
                 gateway.stop()
             reference_urls = []

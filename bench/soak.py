@@ -37,7 +37,7 @@ import requests
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 
-from common import Gateway, Orthanc, command_of, gateway_config, peak_rss_mb, process_tree, start_orthanc
+from common import Gateway, Orthanc, command_of, gateway_config, part10, peak_rss_mb, process_tree, start_orthanc
 from dicomrst.backends.dimse.spool import spool_root
 from dicomrst.config import parse_config
 from dicomrst.dicomweb.multipart import write_multipart
@@ -56,12 +56,6 @@ STOW_PATIENT = Patient("Soak^Stow", "PID-SOAK", "20000101", "O")
 
 
 # ----------------------------------------------------------------------------------------- content
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import random
 import statistics
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import requests
@@ -20,7 +19,7 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 
-from common import Gateway, Orthanc, gateway_config, report, report_memory, start_orthanc
+from common import Gateway, Orthanc, gateway_config, part10, report, report_memory, start_orthanc
 from dicomrst.backends.dimse.sockets import disable_nagle
 from dicomrst.dicomweb.multipart import write_multipart
 from dicomrst.sample_pacs.studies import generate_study
@@ -35,12 +34,6 @@ def renamed(template: Dataset) -> Dataset:
     copy.SOPInstanceUID = generate_uid()
     copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
     return copy
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def floor_store(orthanc: Orthanc, datasets: list[Dataset], nodelay: bool = False) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -32,27 +31,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy
 import requests
-from pydicom import Dataset
 from pydicom.uid import generate_uid
 
-from common import Gateway, free_port, gateway_config, start_orthanc
+from common import Gateway, free_port, gateway_config, part10, start_orthanc
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import receiver_of
 
 FRAMES_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 CONNECTIONS = 6  # what a browser opens to one host
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -115,19 +106,10 @@ def open_study(root: str, study_uid: str) -> Opening:
     return Opening(first[0] if first else float("nan"), time.perf_counter() - started, len(urls))
 
 
-def metric(gateway: Gateway, name: str, pattern: str = "") -> float:
-    text = requests.get(f"{gateway.url}/metrics", timeout=10).text
-    return sum(float(value) for value in re.findall(rf"^{name}\{{[^}}]*{pattern}[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE))
-
-
-def retrievals(gateway: Gateway) -> float:
-    return metric(gateway, "dicomrst_dimse_operations_total", 'operation="C-(?:MOVE|GET)"')
-
-
 def settle(gateway: Gateway) -> None:
     """Until the retrievals under way have ended (a frame response can end before its series is in)."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and metric(gateway, "dicomrst_moves_in_flight") > 0:
+    while time.monotonic() < deadline and gateway.metric("dicomrst_moves_in_flight") > 0:
         time.sleep(0.1)
 
 
@@ -146,12 +128,12 @@ def measure(runs: int, gateway: Gateway | None, root: Callable[[], str], study: 
     result = Runs([], [], [])
     for _ in range(runs):
         before_each()
-        counted = (retrievals(gateway), metric(gateway, "dicomrst_retrieved_bytes_total")) if gateway else (0, 0)
+        counted = (gateway.retrievals(), gateway.metric("dicomrst_retrieved_bytes_total")) if gateway else (0, 0)
         result.openings.append(open_study(root(), study.study_uid))
         if gateway is not None:
             settle(gateway)
-            result.retrievals.append(retrievals(gateway) - counted[0])
-            result.moved.append(metric(gateway, "dicomrst_retrieved_bytes_total") - counted[1])
+            result.retrievals.append(gateway.retrievals() - counted[0])
+            result.moved.append(gateway.metric("dicomrst_retrieved_bytes_total") - counted[1])
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -13,11 +14,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
+from pydicom import Dataset
 
 REPO = Path(__file__).resolve().parent.parent
 ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -79,6 +82,12 @@ class Orthanc:
         response = requests.post(f"{self.url}/instances", data=part10, timeout=30)
         response.raise_for_status()
         return response.json()
+
+    def delete_study(self, study_uid: str) -> None:
+        """Remove what a test added, so the session's Orthanc holds its known studies again."""
+        for entry in requests.post(f"{self.url}/tools/lookup", data=study_uid, timeout=10).json():
+            if entry["Type"] == "Study":
+                requests.delete(f"{self.url}/studies/{entry['ID']}", timeout=120).raise_for_status()
 
     def add_modality(self, aet: str, port: int, host: str = "127.0.0.1") -> None:
         """Tell Orthanc where a C-MOVE destination AET lives."""
@@ -176,6 +185,20 @@ class Gateway:
         if self.process is not None:
             _stop(self.process)
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` on /metrics whose labels include ``labels``."""
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        total = 0.0
+        for found, value in re.findall(rf"^{name}\{{([^}}]*)\}} ([0-9.e+]+)$", text, re.MULTILINE):
+            if all(f'{key}="{want}"' in found for key, want in labels.items()):
+                total += float(value)
+        return total
+
+    def retrievals(self, **labels: str) -> float:
+        """C-MOVEs and C-GETs issued, counted as they end."""
+        return sum(self.metric("dicomrst_dimse_operations_total", operation=operation, **labels)
+                   for operation in ("C-MOVE", "C-GET"))
+
 
 def gateway_config(aets: Iterable[dict[str, Any]], receiver_aet: str = "DICOMRST-TEST",
                    uncompressed: bool = True, **http: Any) -> dict[str, Any]:
@@ -189,6 +212,13 @@ def gateway_config(aets: Iterable[dict[str, Any]], receiver_aet: str = "DICOMRST
         },
         "aets": list(aets),
     }
+
+
+def part10(dataset: Dataset) -> bytes:
+    """A dataset as the Part-10 file a PACS or a client would hold."""
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def receiver_of(config: dict[str, Any]) -> tuple[str, int]:

@@ -273,7 +273,7 @@ class CachedBackend(Backend):
     def _retrieved(self, key: RetrievalKey, selection: InstanceSelection,
                    served: set[InstanceUids]) -> Iterator[InstanceUids]:
         for _ in range(_ATTEMPTS):
-            token, outcome = self._start_or_join(key, selection)
+            token = self._start_or_join(key, selection)
             if token is None:  # became fresh meanwhile
                 fresh = self._fresh(selection)
                 if fresh is not None:
@@ -294,9 +294,9 @@ class CachedBackend(Backend):
             return (selection.study_uid, selection.series_uid, selection.sop_uid)
         return (selection.study_uid, selection.series_uid)
 
-    def _start_or_join(self, key: RetrievalKey, selection: InstanceSelection) -> tuple[str | None, str]:
+    def _start_or_join(self, key: RetrievalKey, selection: InstanceSelection) -> str | None:
         """The token of the retrieval of ``key`` to follow: a new one, started here when no worker is
-        retrieving it, or the one in flight. (None, "fresh") when the selection became fresh."""
+        retrieving it, or the one in flight; None when the selection became fresh meanwhile."""
         deadline = time.monotonic() + self.wait_seconds
         while True:
             lock = self.cache.try_retrieval_lock(key)
@@ -304,17 +304,17 @@ class CachedBackend(Backend):
                 if self._fresh(selection) is not None:  # whoever held the lock just finished
                     lock.release()
                     CACHE_REQUESTS.labels(self.aet, "hit").inc()
-                    return None, "fresh"
+                    return None
                 token = uuid.uuid4().hex
                 self.cache.note_retrieval(key, Retrieval(token))
                 CACHE_REQUESTS.labels(self.aet, "miss").inc()
                 threading.Thread(target=self._retrieve_into_cache, args=(key, token, lock),
                                  name=f"retrieve {'/'.join(key)}", daemon=True).start()
-                return token, "miss"
+                return token
             retrieval = self.cache.retrieval(key)
             if retrieval is not None and not retrieval.ended:
                 CACHE_REQUESTS.labels(self.aet, "join").inc()
-                return retrieval.token, "join"
+                return retrieval.token
             # The lock is held but its holder has not noted its retrieval yet (or just ended it).
             if time.monotonic() > deadline:
                 raise BackendBusy("another retrieval of this selection is still under way")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import closing
 
 from flask import Blueprint, Response, request
 
@@ -29,7 +30,7 @@ from dicomrst.dicomweb.rendering import (
     thumbnail_parameters,
 )
 from dicomrst.web.context import backend_for
-from dicomrst.web.wado import INSTANCE, SERIES, STUDY, _caching, _in_path, _selection
+from dicomrst.web.wado import INSTANCE, SERIES, STUDY, caching_of, in_path, selection_of
 
 blueprint = Blueprint("rendered", __name__)
 
@@ -42,22 +43,22 @@ _SERIES_NUMBER, _INSTANCE_NUMBER = 0x00200011, 0x00200013
 
 @blueprint.get(STUDY + "/rendered")
 def rendered_study(aet: str, study_uid: str) -> Response:
-    return _rendered_instances(aet, _selection(study_uid))
+    return _rendered_instances(aet, selection_of(study_uid))
 
 
 @blueprint.get(SERIES + "/rendered")
 def rendered_series(aet: str, study_uid: str, series_uid: str) -> Response:
-    return _rendered_instances(aet, _selection(study_uid, series_uid))
+    return _rendered_instances(aet, selection_of(study_uid, series_uid))
 
 
 @blueprint.get(INSTANCE + "/rendered")
 def rendered_instance(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
-    return _rendered_one(aet, _selection(study_uid, series_uid, sop_uid), None, thumbnail=False)
+    return _rendered_one(aet, selection_of(study_uid, series_uid, sop_uid), None, thumbnail=False)
 
 
 @blueprint.get(INSTANCE + "/frames/<frame_list>/rendered")
 def rendered_frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
-    return _rendered_one(aet, _selection(study_uid, series_uid, sop_uid), parse_frame_list(frame_list), thumbnail=False)
+    return _rendered_one(aet, selection_of(study_uid, series_uid, sop_uid), parse_frame_list(frame_list), thumbnail=False)
 
 
 # ----------------------------------------------------------------------------------------- thumbnail
@@ -65,24 +66,24 @@ def rendered_frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, fra
 
 @blueprint.get(STUDY + "/thumbnail")
 def study_thumbnail(aet: str, study_uid: str) -> Response:
-    return _rendered_one(aet, _representative(aet, _selection(study_uid)), None, thumbnail=True)
+    return _rendered_one(aet, _representative(aet, selection_of(study_uid)), None, thumbnail=True)
 
 
 @blueprint.get(SERIES + "/thumbnail")
 def series_thumbnail(aet: str, study_uid: str, series_uid: str) -> Response:
-    return _rendered_one(aet, _representative(aet, _selection(study_uid, series_uid)), None, thumbnail=True)
+    return _rendered_one(aet, _representative(aet, selection_of(study_uid, series_uid)), None, thumbnail=True)
 
 
 @blueprint.get(INSTANCE + "/thumbnail")
 def instance_thumbnail(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
-    return _rendered_one(aet, _selection(study_uid, series_uid, sop_uid), None, thumbnail=True)
+    return _rendered_one(aet, selection_of(study_uid, series_uid, sop_uid), None, thumbnail=True)
 
 
 @blueprint.get(INSTANCE + "/frames/<frame_list>/thumbnail")
 def frame_thumbnail(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
     numbers = parse_frame_list(frame_list)
     # A thumbnail is one image (PS3.18 10.4.1.1.4): the first frame named.
-    return _rendered_one(aet, _selection(study_uid, series_uid, sop_uid), numbers[:1], thumbnail=True)
+    return _rendered_one(aet, selection_of(study_uid, series_uid, sop_uid), numbers[:1], thumbnail=True)
 
 
 # ------------------------------------------------------------------------------------------ the work
@@ -111,7 +112,7 @@ def render_selection(aet: str, selection: InstanceSelection, frame_numbers: list
                      parameters: RenderParameters, media_type: str) -> Response:
     """One instance (or frames of it) rendered as ``media_type``: the response."""
     backend = backend_for(aet)
-    headers, unchanged = _caching(aet, backend.validators(selection))
+    headers, unchanged = caching_of(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged
     variant = repr((parameters, media_type, frame_numbers))
@@ -166,10 +167,10 @@ def _rendered_instances(aet: str, selection: InstanceSelection) -> Response:
     backend = backend_for(aet)
     parameters = _parameters(thumbnail=False)
     media_type = _media_type()
-    headers, unchanged = _caching(aet, backend.validators(selection))
+    headers, unchanged = caching_of(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged
-    instances = _in_path(selection, backend.retrieve(selection))
+    instances = in_path(selection, backend.retrieve(selection))
     first = next(instances, None)
     if first is None:
         raise NotFound("no instance matches")
@@ -184,7 +185,7 @@ def _rendered_instances(aet: str, selection: InstanceSelection) -> Response:
 def single_instance(backend: Backend, selection: InstanceSelection) -> bytes:
     """The one instance ``selection`` names, retrieved alone (not its series), its path checked."""
     found: bytes | None = None
-    for part10 in _in_path(selection, backend.retrieve_alone(selection)):
+    for part10 in in_path(selection, backend.retrieve_alone(selection)):
         if found is None:
             found = part10
     if found is None:
@@ -208,7 +209,9 @@ def _find_representative(backend: Backend, selection: InstanceSelection) -> tupl
         sop_uids = _instances_in_order(backend, selection.study_uid, series_uid)
     except NotSupported:
         # No search (an S3 AET): the first instance the backend lists.
-        first = next(_in_path(selection, backend.retrieve(selection)), None)
+        # Closed after the first: the rest of the selection is not fetched.
+        with closing(in_path(selection, backend.retrieve(selection))) as instances:
+            first = next(instances, None)
         if first is None:
             raise NotFound("no instance matches") from None
         return uids_of(first)

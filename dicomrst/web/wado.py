@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 from flask import Blueprint, Response, request
@@ -41,8 +41,8 @@ SERIES = STUDY + "/series/<series_uid>"
 INSTANCE = SERIES + "/instances/<sop_uid>"
 
 
-def _in_path(selection: InstanceSelection, instances: Iterator[T],
-             uids: Callable[[T], InstanceUids] = uids_of) -> Iterator[T]:  # type: ignore[assignment]
+def in_path(selection: InstanceSelection, instances: Iterator[T],
+            uids: Callable[[T], InstanceUids] = uids_of) -> Generator[T, None, None]:  # type: ignore[assignment]
     """Only the instances that belong to the study, series and instance the URL names.
 
     A PACS resolves an IMAGE-level C-MOVE by SOP Instance UID alone, and an object in a bucket holds
@@ -67,7 +67,7 @@ def _in_path(selection: InstanceSelection, instances: Iterator[T],
 def _retrieve(aet: str, selection: InstanceSelection, service: str = "retrieve") -> Iterator[bytes]:
     """``service`` is the backend's retrieve, metadata or frames: the same instances, which a backend
     (or a cache) may give more cheaply for the last two."""
-    return _in_path(selection, getattr(backend_for(aet), service)(selection))
+    return in_path(selection, getattr(backend_for(aet), service)(selection))
 
 
 def _instance_url(root: str, part10: bytes) -> str:
@@ -79,7 +79,7 @@ def _url_of(root: str, uids: InstanceUids) -> str:
     return f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
 
 
-def _caching(aet: str, validators: Validators | None, encoding: str | None = None) -> tuple[dict[str, str], Response | None]:
+def caching_of(aet: str, validators: Validators | None, encoding: str | None = None) -> tuple[dict[str, str], Response | None]:
     """The caching headers of this request's response, and the 304 that answers it if the client
     holds it already. What the body depends on beyond the instances: the route, what the client
     accepts, the URLs it holds, its content coding."""
@@ -90,7 +90,7 @@ def _caching(aet: str, validators: Validators | None, encoding: str | None = Non
     return headers, not_modified(validators, headers)
 
 
-def _selection(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> InstanceSelection:
+def selection_of(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> InstanceSelection:
     checked_uid(study_uid, "Study Instance UID")
     if series_uid is not None:
         checked_uid(series_uid, "Series Instance UID")
@@ -104,17 +104,17 @@ def _selection(study_uid: str, series_uid: str | None = None, sop_uid: str | Non
 
 @blueprint.get(STUDY)
 def retrieve_study(aet: str, study_uid: str) -> Response:
-    return _instances(aet, _selection(study_uid))
+    return _instances(aet, selection_of(study_uid))
 
 
 @blueprint.get(SERIES)
 def retrieve_series(aet: str, study_uid: str, series_uid: str) -> Response:
-    return _instances(aet, _selection(study_uid, series_uid))
+    return _instances(aet, selection_of(study_uid, series_uid))
 
 
 @blueprint.get(INSTANCE)
 def retrieve_instance(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
-    return _instances(aet, _selection(study_uid, series_uid, sop_uid))
+    return _instances(aet, selection_of(study_uid, series_uid, sop_uid))
 
 
 class NoAcceptableTransferSyntax(TranscodeError):
@@ -135,7 +135,7 @@ def _in_accepted_syntax(part10: bytes, representation: InstanceRepresentation) -
 def _instances(aet: str, selection: InstanceSelection) -> Response:
     backend = backend_for(aet)
     representation = negotiate_instances(request.headers.get("Accept"), single_instance=selection.sop_uid is not None)
-    headers, unchanged = _caching(aet, backend.validators(selection))
+    headers, unchanged = caching_of(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged
     root = aet_root_url(aet)
@@ -163,17 +163,17 @@ def _instances(aet: str, selection: InstanceSelection) -> Response:
 
 @blueprint.get(STUDY + "/metadata")
 def study_metadata(aet: str, study_uid: str) -> Response:
-    return _metadata(aet, _selection(study_uid))
+    return _metadata(aet, selection_of(study_uid))
 
 
 @blueprint.get(SERIES + "/metadata")
 def series_metadata(aet: str, study_uid: str, series_uid: str) -> Response:
-    return _metadata(aet, _selection(study_uid, series_uid))
+    return _metadata(aet, selection_of(study_uid, series_uid))
 
 
 @blueprint.get(INSTANCE + "/metadata")
 def instance_metadata_resource(aet: str, study_uid: str, series_uid: str, sop_uid: str) -> Response:
-    return _metadata(aet, _selection(study_uid, series_uid, sop_uid))
+    return _metadata(aet, selection_of(study_uid, series_uid, sop_uid))
 
 
 def _metadata(aet: str, selection: InstanceSelection) -> Response:
@@ -182,11 +182,11 @@ def _metadata(aet: str, selection: InstanceSelection) -> Response:
     root = aet_root_url(aet)
     # JSON metadata is large and repetitive: a series of CT compresses about tenfold.
     encoding = "gzip" if media_type is QidoMediaType.JSON and request.accept_encodings["gzip"] > 0 else ""
-    headers, unchanged = _caching(aet, backend.validators(selection), encoding)
+    headers, unchanged = caching_of(aet, backend.validators(selection), encoding)
     if unchanged is not None:
         return unchanged
     if media_type is QidoMediaType.JSON:
-        documents = primed(_in_path(selection, backend.metadata_documents(selection), lambda document: document[0]))
+        documents = primed(in_path(selection, backend.metadata_documents(selection), lambda document: document[0]))
         texts = (text.replace(INSTANCE_URL_PLACEHOLDER, _url_of(root, uids)) for uids, text in documents)
         body = encode_json_texts(texts)
         if encoding:
@@ -221,7 +221,7 @@ def _single_instance(aet: str, selection: InstanceSelection) -> bytes:
 
 @blueprint.get(INSTANCE + "/frames/<frame_list>")
 def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
-    selection = _selection(study_uid, series_uid, sop_uid)
+    selection = selection_of(study_uid, series_uid, sop_uid)
     numbers = parse_frame_list(frame_list)
     backend = backend_for(aet)
     frame_bytes: list[bytes] | None = None
@@ -239,7 +239,7 @@ def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: 
         representation = negotiate_frames(request.headers.get("Accept"), frame_media_type(transfer_syntax))
         frame_bytes = extract_frames(part10, numbers, representation.decompress)
     # Known once the instance is at hand: the frames of a cold instance carry validators too.
-    headers, unchanged = _caching(aet, backend.validators(selection))
+    headers, unchanged = caching_of(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged
     part_type = representation.media_type
@@ -258,10 +258,10 @@ def frames(aet: str, study_uid: str, series_uid: str, sop_uid: str, frame_list: 
 
 @blueprint.get(INSTANCE + "/bulkdata/<path:bulk_path>")
 def bulkdata(aet: str, study_uid: str, series_uid: str, sop_uid: str, bulk_path: str) -> Response:
-    selection = _selection(study_uid, series_uid, sop_uid)
+    selection = selection_of(study_uid, series_uid, sop_uid)
     negotiate_bulkdata(request.headers.get("Accept"))
     part10 = _single_instance(aet, selection)
-    headers, unchanged = _caching(aet, backend_for(aet).validators(selection))
+    headers, unchanged = caching_of(aet, backend_for(aet).validators(selection))
     if unchanged is not None:
         return unchanged
     try:

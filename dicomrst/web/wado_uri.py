@@ -23,7 +23,7 @@ from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.messages import shown
 from dicomrst.web.context import backend_for
 from dicomrst.web.rendered import render_selection, single_instance
-from dicomrst.web.wado import _caching, _selection
+from dicomrst.web.wado import caching_of, selection_of
 
 blueprint = Blueprint("wado_uri", __name__)
 
@@ -53,7 +53,7 @@ def wado_uri(aet: str) -> Response:
         if not value:
             raise BadRequest(f"{name} is required (PS3.18 9.1.2.1)")
         uids.append(checked_uid(value, what))
-    selection = _selection(*uids)
+    selection = selection_of(*uids)
     content_type = _content_type(args.get("contentType", ""))
     if content_type == DICOM:
         return _instance(aet, selection, args.get("transferSyntax", EXPLICIT_VR_LITTLE_ENDIAN))
@@ -99,7 +99,7 @@ def _rendering_parameters() -> list[tuple[str, str]]:
 
 def _instance(aet: str, selection: InstanceSelection, transfer_syntax: str) -> Response:
     backend = backend_for(aet)
-    headers, unchanged = _caching(aet, backend.validators(selection))
+    headers, unchanged = caching_of(aet, backend.validators(selection))
     if unchanged is not None:
         return unchanged
     part10 = single_instance(backend, selection)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,19 @@ from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
 from dicomrst.sample_pacs.studies import Patient, generate_study
-from tests.peers import (
+from tests.peers import (  # part10 is imported from here by the tests too
     Gateway,
     Orthanc,
     SilentPacs,
     StoreScp,
     free_port,
     gateway_config,
+    part10,
     receiver_of,
     start_orthanc,
 )
 
 HUNG_TIMEOUT_MS = 1500
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 @dataclass

@@ -35,12 +35,6 @@ FORGED_HEADERS = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.exampl
                   "X-Forwarded-Port": "444", "X-Forwarded-Prefix": "/evil"}
 
 
-def delete_study(orthanc: Orthanc, study_uid: str) -> None:
-    for entry in requests.post(f"{orthanc.url}/tools/lookup", data=study_uid, timeout=10).json():
-        if entry["Type"] == "Study":
-            requests.delete(f"{orthanc.url}/studies/{entry['ID']}", timeout=120).raise_for_status()
-
-
 @pytest.fixture(scope="module")
 def added_studies(orthanc: Orthanc) -> Iterator[list[str]]:
     """Study UIDs this module put into the session's Orthanc; removed at the end, because other modules
@@ -48,7 +42,7 @@ def added_studies(orthanc: Orthanc) -> Iterator[list[str]]:
     uids: list[str] = []
     yield uids
     for study_uid in uids:
-        delete_study(orthanc, study_uid)
+        orthanc.delete_study(study_uid)
 
 
 @pytest.fixture(scope="module")

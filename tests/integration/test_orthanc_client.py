@@ -55,5 +55,4 @@ def test_orthanc_stores_a_study_through_the_gateway(client_orthanc: Orthanc, ort
         assert {value(match, "SOPInstanceUID") for match in stored} == {d.SOPInstanceUID for d in study}
     finally:
         # The session's Orthanc holds a known set of studies that other tests compare against.
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(study[0].StudyInstanceUID)

@@ -80,8 +80,7 @@ def test_a_killed_receiver_is_started_again_and_moves_meanwhile_are_503(tmp_path
         assert "the move receiver" in gateway.log_path.read_text() and "starting it again" in gateway.log_path.read_text()
     finally:
         gateway.stop()
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(study[0].StudyInstanceUID)
     assert port_is_free(receiver_of(config)[1])
 
 

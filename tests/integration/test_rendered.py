@@ -5,7 +5,6 @@ renderings are kept, and what is not offered is refused clearly."""
 from __future__ import annotations
 
 import random
-import re
 import time
 from io import BytesIO
 from pathlib import Path
@@ -22,15 +21,6 @@ from dicomrst.sample_pacs.studies import Patient, generate_study
 from tests.integration.conftest import KnownData, part10
 from tests.integration.multipart import parse_multipart
 from tests.peers import Gateway, Orthanc, gateway_config, receiver_of, wait_until
-
-
-def metric(gateway: Gateway, name: str, **labels: str) -> float:
-    text = requests.get(f"{gateway.url}/metrics", timeout=10).text
-    total = 0.0
-    for found, value in re.findall(rf"^{name}\{{([^}}]*)\}} ([0-9.e+]+)$", text, re.MULTILINE):
-        if all(f'{key}="{want}"' in found for key, want in labels.items()):
-            total += float(value)
-    return total
 
 
 def base(gateway: Gateway, dataset: Dataset, aet: str = "ORTHANC") -> str:
@@ -94,8 +84,7 @@ def thumbnails(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc):
     gateway.start()
     yield gateway, study
     gateway.stop()
-    for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-        requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+    orthanc.delete_study(study[0].StudyInstanceUID)
 
 
 def test_a_study_thumbnail_retrieves_one_instance_of_its_first_series_and_is_kept(thumbnails):
@@ -113,16 +102,16 @@ def test_a_study_thumbnail_retrieves_one_instance_of_its_first_series_and_is_kep
     difference = numpy.abs(numpy.asarray(image.convert("L"), dtype=int) - numpy.asarray(expected.convert("L"), dtype=int))
     assert difference.mean() < 3  # JPEG of the middle instance
     # The response may end as the instance lands, a moment before the C-MOVE is counted.
-    wait_until(lambda: metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") >= 1, 10, "the C-MOVE")
+    wait_until(lambda: gateway.metric("dicomrst_dimse_operations_total", operation="C-MOVE") >= 1, 10, "the C-MOVE")
     time.sleep(0.5)
-    assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") == 1
-    assert metric(gateway, "dicomrst_retrieved_bytes_total") < 1.5 * len(part10(middle))
-    finds = metric(gateway, "dicomrst_dimse_operations_total", operation="C-FIND")
+    assert gateway.metric("dicomrst_dimse_operations_total", operation="C-MOVE") == 1
+    assert gateway.metric("dicomrst_retrieved_bytes_total") < 1.5 * len(part10(middle))
+    finds = gateway.metric("dicomrst_dimse_operations_total", operation="C-FIND")
     again = requests.get(url, timeout=60)
     assert again.content == response.content
     # Warm: the representative instance and its rendering are remembered; no DIMSE at all.
-    assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-MOVE") == 1
-    assert metric(gateway, "dicomrst_dimse_operations_total", operation="C-FIND") == finds
+    assert gateway.metric("dicomrst_dimse_operations_total", operation="C-MOVE") == 1
+    assert gateway.metric("dicomrst_dimse_operations_total", operation="C-FIND") == finds
 
 
 def test_wado_uri(gateway: Gateway, known_data: KnownData):

@@ -80,27 +80,15 @@ def cached(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterat
     gateway.start()
     yield Setup(gateway, orthanc, study, clip)
     gateway.stop()
-    for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-        requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
-
-
-def metric(gateway: Gateway, name: str, **labels: str) -> float:
-    """The sum of a metric's samples whose labels include ``labels``."""
-    text = requests.get(f"{gateway.url}/metrics", timeout=10).text
-    total = 0.0
-    for found_labels, value in re.findall(rf"^{name}\{{([^}}]*)\}} ([0-9.e+]+)$", text, re.MULTILINE):
-        if all(f'{key}="{want}"' in found_labels for key, want in labels.items()):
-            total += float(value)
-    return total
+    orthanc.delete_study(study[0].StudyInstanceUID)
 
 
 def retrievals(gateway: Gateway, aet: str = "CACHED") -> float:
-    return sum(metric(gateway, "dicomrst_dimse_operations_total", aet=aet, operation=operation)
-               for operation in ("C-MOVE", "C-GET"))
+    return gateway.retrievals(aet=aet)
 
 
 def finds(gateway: Gateway, aet: str = "CACHED") -> float:
-    return metric(gateway, "dicomrst_dimse_operations_total", aet=aet, operation="C-FIND")
+    return gateway.metric("dicomrst_dimse_operations_total", aet=aet, operation="C-FIND")
 
 
 def settled(gateway: Gateway, expected: float, aet: str = "CACHED") -> float:
@@ -142,7 +130,7 @@ def test_a_viewer_moves_a_series_once(cached: Setup):
     assert settled(cached.gateway, before + 1) == before + 1
     # The same pixels as a retrieval that does not go through the cache.
     assert pixels == {d.SOPInstanceUID: frames(cached, d, aet="ORTHANC") for d in series}
-    assert metric(cached.gateway, "dicomrst_cache_requests_total", aet="CACHED", outcome="hit") >= len(series)
+    assert cached.gateway.metric("dicomrst_cache_requests_total", aet="CACHED", outcome="hit") >= len(series)
 
 
 def test_a_frame_first_retrieves_its_series_and_the_rest_comes_from_disk(cached: Setup):
@@ -161,7 +149,7 @@ def test_a_frame_first_retrieves_its_series_and_the_rest_comes_from_disk(cached:
 def test_requests_in_both_workers_join_the_one_retrieval_in_flight(cached: Setup):
     series = cached.series(2)
     before = retrievals(cached.gateway)
-    joins = metric(cached.gateway, "dicomrst_cache_requests_total", outcome="join")
+    joins = cached.gateway.metric("dicomrst_cache_requests_total", outcome="join")
     urls = [f"{url(cached, d, level='instance')}/frames/1" for d in series] * 3 + [f"{url(cached, series[0])}/metadata"]
     start = threading.Barrier(len(urls))
     statuses: list[int] = []
@@ -178,7 +166,7 @@ def test_requests_in_both_workers_join_the_one_retrieval_in_flight(cached: Setup
         thread.join()
     assert statuses == [200] * len(urls)
     assert settled(cached.gateway, before + 1) == before + 1
-    assert metric(cached.gateway, "dicomrst_cache_requests_total", outcome="join") > joins
+    assert cached.gateway.metric("dicomrst_cache_requests_total", outcome="join") > joins
 
 
 def test_past_its_ttl_a_series_is_confirmed_by_one_cfind_not_moved_again(cached: Setup):
@@ -299,10 +287,10 @@ def test_prefetch_instance_retrieves_one_instance_per_frame_request(cached: Setu
 
 def test_the_cache_is_reported_in_metrics(cached: Setup):
     frames(cached, cached.series(0)[0])
-    assert metric(cached.gateway, "dicomrst_cache_served_bytes_total", aet="CACHED") > 0
-    assert metric(cached.gateway, "dicomrst_retrieved_bytes_total", aet="CACHED") > 0
-    assert metric(cached.gateway, "dicomrst_cache_bytes", aet="CACHED") > 0
-    assert metric(cached.gateway, "dicomrst_cache_requests_total", aet="CACHED", outcome="miss") >= 1
+    assert cached.gateway.metric("dicomrst_cache_served_bytes_total", aet="CACHED") > 0
+    assert cached.gateway.metric("dicomrst_retrieved_bytes_total", aet="CACHED") > 0
+    assert cached.gateway.metric("dicomrst_cache_bytes", aet="CACHED") > 0
+    assert cached.gateway.metric("dicomrst_cache_requests_total", aet="CACHED", outcome="miss") >= 1
 
 
 def test_the_cache_outlives_a_restart(cached: Setup):
@@ -329,14 +317,13 @@ def test_past_its_size_the_least_recently_used_series_is_evicted(tmp_path, ortha
         setup = Setup(gateway, orthanc, study, study[0])
         for index in range(3):
             frames(setup, setup.series(index)[0], aet="SMALL")
-        assert metric(gateway, "dicomrst_cache_evictions_total", aet="SMALL") > 0
+        assert gateway.metric("dicomrst_cache_evictions_total", aet="SMALL") > 0
         before = settled(gateway, 3, "SMALL")
         assert sop_uids_in_metadata(setup, setup.series(0)[0], aet="SMALL") == {d.SOPInstanceUID for d in setup.series(0)}
         assert retrievals(gateway, "SMALL") == before + 1  # the oldest series went first
     finally:
         gateway.stop()
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(study[0].StudyInstanceUID)
 
 
 def test_a_series_larger_than_the_whole_cache_is_still_served_whole(tmp_path, orthanc: Orthanc):
@@ -357,11 +344,10 @@ def test_a_series_larger_than_the_whole_cache_is_still_served_whole(tmp_path, or
         assert {dcmread(BytesIO(body)).SOPInstanceUID
                 for _, body in parse_multipart(instances.headers["Content-Type"], instances.content)} == expected
         assert all(frames(setup, d, aet="TINY") for d in study)
-        assert metric(gateway, "dicomrst_cache_evictions_total", aet="TINY") > 0
+        assert gateway.metric("dicomrst_cache_evictions_total", aet="TINY") > 0
     finally:
         gateway.stop()
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(study[0].StudyInstanceUID)
 
 
 def test_a_study_is_streamed_through_and_its_series_kept(cached: Setup):

@@ -37,8 +37,7 @@ def slow_readers(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> 
     gateway.start()
     yield gateway, study
     gateway.stop()
-    for found in requests.post(f"{orthanc.url}/tools/lookup", data=study[0].StudyInstanceUID, timeout=10).json():
-        requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+    orthanc.delete_study(study[0].StudyInstanceUID)
 
 
 class SlowReader:

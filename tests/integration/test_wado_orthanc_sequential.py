@@ -65,5 +65,4 @@ def test_uncompressed_receiver_gets_compressed_instances_decoded_by_the_pacs(seq
         assert received.file_meta.TransferSyntaxUID in UNCOMPRESSED
         assert (received.pixel_array == original.pixel_array).all()
     finally:
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=original.StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(original.StudyInstanceUID)

@@ -59,12 +59,6 @@ def instance_of(sop_class_uid: str, image: bool = True) -> Dataset:
     return dataset
 
 
-def delete_study(orthanc: Orthanc, study_uid: str) -> None:
-    for entry in requests.post(f"{orthanc.url}/tools/lookup", data=study_uid, timeout=10).json():
-        if entry["Type"] == "Study":
-            requests.delete(f"{orthanc.url}/studies/{entry['ID']}", timeout=60).raise_for_status()
-
-
 @pytest.fixture(scope="module")
 def unusual(orthanc: Orthanc, known_data: KnownData) -> Iterator[dict[str, Dataset]]:
     """Instances of classes outside the usual ones (retired, private, newer than pynetdicom's list), each
@@ -85,7 +79,7 @@ def unusual(orthanc: Orthanc, known_data: KnownData) -> Iterator[dict[str, Datas
         yield datasets
     finally:
         for dataset in datasets.values():
-            delete_study(orthanc, dataset.StudyInstanceUID)
+            orthanc.delete_study(dataset.StudyInstanceUID)
 
 
 def retrieve(gateway: Gateway, aet: str, path: str) -> requests.Response:
@@ -188,8 +182,7 @@ def alone_in_their_studies(orthanc: Orthanc) -> Iterator[dict[str, Dataset]]:
         copies[name] = dataset
     yield copies
     for dataset in copies.values():
-        for found in requests.post(f"{orthanc.url}/tools/lookup", data=dataset.StudyInstanceUID, timeout=10).json():
-            requests.delete(f"{orthanc.url}/studies/{found['ID']}", timeout=10)
+        orthanc.delete_study(dataset.StudyInstanceUID)
 
 
 def test_an_instance_the_pacs_cannot_decompress_still_arrives(uncompressed_gateway: Gateway, alone_in_their_studies):

@@ -30,12 +30,7 @@ from dicomrst.cache.config import CacheConfig
 from dicomrst.cache.instances import InstanceCache, Retrieval
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.sample_pacs.studies import generate_study
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+from tests.peers import part10
 
 
 class SlowPacs(Backend):
