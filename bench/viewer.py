@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,8 @@ def spread(values: list[float]) -> str:
 
 
 def show(label: str, runs: Runs, study: Study) -> None:
-    line = (f"  {label:<24} metadata {spread([o.metadata for o in runs.openings])}   first frame {spread([o.first_frame for o in runs.openings])}   "
+    line = (f"  {label:<24} metadata {spread([o.metadata for o in runs.openings])}"
+            f"   first frame {spread([o.first_frame for o in runs.openings])}   "
             f"all {runs.openings[0].frames} frames {spread([o.all_frames for o in runs.openings])}")
     if runs.retrievals:
         line += (f"   retrievals/series {max(runs.retrievals):.0f}"
@@ -216,8 +218,8 @@ def part_orthanc(args: argparse.Namespace, studies: list[Study], folder: Path) -
                 warm = measure(args.runs, gateway(), root, study)
                 reference = measure(args.runs, None, lambda: orthanc.dicomweb_url, study)
                 # The floor under any cold opening: the one C-MOVE of the series, bare pynetdicom into memory.
-                moves = [timed_once(lambda: floor_move(orthanc, floor_receiver, study.study_uid, len(study.files), []))
-                         for _ in range(args.runs)]
+                moves = [timed_once(partial(floor_move, orthanc, floor_receiver, study.study_uid,
+                                            len(study.files), [])) for _ in range(args.runs)]
                 show("gateway, cold", cold, study)
                 show("gateway, warm", warm, study)
                 show("orthanc dicomweb (ref)", reference, study)
@@ -230,7 +232,8 @@ def part_orthanc(args: argparse.Namespace, studies: list[Study], folder: Path) -
                       f" warm {warm.all_frames() * 1000:.0f} ms")
         finally:
             gateways.stop()
-            floor_receiver.server.shutdown()
+            if floor_receiver.server is not None:
+                floor_receiver.server.shutdown()
     finally:
         orthanc.stop()
 
