@@ -1,15 +1,17 @@
 """Real peers for the integration tests and benchmarks: Orthanc, the gateway under gunicorn, a PACS
-that never answers. Each runs on free loopback ports with its own temporary storage."""
+that never answers, PostgreSQL. Each runs on free loopback ports with its own temporary storage."""
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,14 +53,21 @@ def wait_until(check: Any, timeout: float, what: str, process: subprocess.Popen[
     raise RuntimeError(f"{what} did not come up within {timeout:g} s")
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15, stop_signal: int = signal.SIGTERM,
+          group: bool = False) -> None:
+    """``group`` is for a server started in a session of its own whose children would outlive it if it
+    alone were killed: the last resort then kills the whole process group."""
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        if group:
+            # Before the wait reaps it, so the group's id cannot have been reused.
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         process.wait()
 
 
@@ -148,6 +157,130 @@ def start_orthanc(directory: Path, modalities: Mapping[str, tuple[str, int]] = {
     orthanc = Orthanc(aet=aet, dicom_port=free_port(), http_port=free_port(), directory=directory)
     orthanc.start(modalities, dicomweb_servers)
     return orthanc
+
+
+POSTGRES_BINARIES = Path("/usr/lib/postgresql")
+_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def postgres_binaries() -> Path:
+    """The bin directory of the newest PostgreSQL Debian has installed (several major versions may sit side
+    by side during an upgrade)."""
+    candidates = [path.parent for path in POSTGRES_BINARIES.glob("*/bin/postgres")
+                  if (path.parent / "initdb").exists() and path.parent.parent.name.replace(".", "").isdigit()]
+    if not candidates:
+        raise PeerMissing(f"PostgreSQL is not installed: no {POSTGRES_BINARIES}/*/bin/postgres "
+                          "(apt-get install postgresql)")
+    return max(candidates, key=lambda path: tuple(int(part) for part in path.parent.name.split(".")))
+
+
+@dataclass
+class Postgres:
+    """PostgreSQL's own server with a cluster of its own: trust authentication for the user ``postgres`` on
+    loopback TCP only, and none of the durability a test database has no use for.
+
+    PostgreSQL refuses to run as root, which the tests are in CI. Then the cluster lives in a fresh
+    directory owned by the ``postgres`` system user that Debian's package creates (pytest's own directories
+    under /tmp/pytest-of-root are closed to other users), and initdb and the server run as that user;
+    ``stop`` removes that directory. The log stays in ``directory`` either way."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    binaries: Path | None = None
+    home: Path | None = None  # the cluster's data directory and socket live here
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "postgres.log"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.binaries = postgres_binaries()
+        account = self._account()
+        if account is None:
+            self.home = self.directory
+        else:
+            self.home = Path(tempfile.mkdtemp(prefix="dicomrst-postgres-"))
+            os.chown(self.home, account.pw_uid, account.pw_gid)
+        try:
+            self._initdb(account)
+            command = [str(self.binaries / "postgres"), "-D", str(self.home / "data"), "-p", str(self.port),
+                       "-k", str(self.home), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                       "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            with open(self.log_path, "ab") as log:
+                # The server itself, not a wrapper such as runuser, so that stopping this process stops it;
+                # a session of its own lets stop() reach its backends too should it have to kill it.
+                self.process = subprocess.Popen(command, cwd=self.home, stdout=log, stderr=log,
+                                                start_new_session=True, **self._as(account))
+            wait_until(self._accepting, 30, f"PostgreSQL (log: {self.log_path})", self.process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; its SQLAlchemy URL."""
+        if not _DATABASE_NAME.fullmatch(name):
+            # Unquoted in SQL and in the URL alike, so only names that need neither quoting nor escaping.
+            raise ValueError(f"not a plain lower-case PostgreSQL identifier: {name!r}")
+        assert self.binaries is not None, "start() first"
+        result = subprocess.run([str(self.binaries / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                 "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                                 "-c", f"CREATE DATABASE {name}"], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"CREATE DATABASE {name} failed: {result.stderr.strip()}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # Fast shutdown: SIGTERM asks for a smart one, which waits for every pooled connection to close.
+            _stop(self.process, stop_signal=signal.SIGINT, group=True)
+        if self.home is not None and self.home != self.directory:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    @staticmethod
+    def _account() -> pwd.struct_passwd | None:
+        """The user to run PostgreSQL as, when this process is root and PostgreSQL would refuse to."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise PeerMissing("running as root, and there is no postgres user to run PostgreSQL as "
+                              "(apt-get install postgresql creates it)") from None
+
+    @staticmethod
+    def _as(account: pwd.struct_passwd | None) -> dict[str, Any]:
+        """Popen's arguments that drop root for ``account``, root's supplementary groups included."""
+        if account is None:
+            return {}
+        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [],
+                "env": {**os.environ, "HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name}}
+
+    def _initdb(self, account: pwd.struct_passwd | None) -> None:
+        assert self.binaries is not None and self.home is not None
+        command = [str(self.binaries / "initdb"), "-D", str(self.home / "data"), "-U", "postgres", "--auth=trust",
+                   "-E", "UTF8", "--locale=C", "--no-sync"]
+        result = subprocess.run(command, cwd=self.home, capture_output=True, text=True, timeout=120, **self._as(account))
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed with code {result.returncode}: {result.stderr.strip()}")
+
+    def _accepting(self) -> bool:
+        assert self.binaries is not None
+        command = [str(self.binaries / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                   "-d", "postgres", "-t", "1"]
+        try:
+            return subprocess.run(command, timeout=5).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+
+def start_postgres(directory: Path) -> Postgres:
+    postgres = Postgres(directory=directory)
+    postgres.start()
+    return postgres
 
 
 @dataclass

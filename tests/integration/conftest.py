@@ -1,5 +1,5 @@
 """Session-wide real peers: one Orthanc filled with known studies, the gateway under gunicorn in
-front of it (and in front of a PACS that is down and one that hangs)."""
+front of it (and in front of a PACS that is down and one that hangs), a PostgreSQL server."""
 from __future__ import annotations
 
 import random
@@ -15,6 +15,7 @@ from dicomrst.sample_pacs.studies import Patient, generate_study
 from tests.peers import (  # part10 is imported from here by the tests too
     Gateway,
     Orthanc,
+    Postgres,
     SilentPacs,
     StoreScp,
     free_port,
@@ -22,6 +23,7 @@ from tests.peers import (  # part10 is imported from here by the tests too
     part10,
     receiver_of,
     start_orthanc,
+    start_postgres,
 )
 
 HUNG_TIMEOUT_MS = 1500
@@ -78,6 +80,14 @@ def known_data(orthanc: Orthanc) -> KnownData:
     for name in REAL_WORLD_FILES:
         orthanc.upload(Path(get_testdata_file(name)).read_bytes())
     return KnownData(studies, real_world)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One server for the session; each test creates the databases it needs under names of its own."""
+    peer = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield peer
+    peer.stop()
 
 
 @pytest.fixture(scope="session")
