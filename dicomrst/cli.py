@@ -1,4 +1,4 @@
-"""The ``dicomrst`` command: check-config, sample-pacs, up."""
+"""The ``dicomrst`` command: check-config, receiver, sample-pacs, up, index."""
 from __future__ import annotations
 
 import argparse
@@ -42,9 +42,60 @@ def check_config(path: str | None) -> int:
         for line in config_problem_lines(location, error):
             print(line, file=sys.stderr)
         return 1
+    from dicomrst.backends.s3.config import S3AetConfig
+    from dicomrst.index.config import attribute_tags
+
+    for position, entry in enumerate(config.aets):
+        if isinstance(entry, S3AetConfig):
+            try:
+                attribute_tags(entry.index.attributes)  # needs pydicom, which the config reading avoids
+            except ConfigError as error:
+                print(f"{location}: aets[{position}].{error}", file=sys.stderr)
+                return 1
     names = ", ".join(entry.aet for entry in config.aets) or "no AETs"
     print(f"{location}: OK ({names})")
     return 0
+
+
+def index(config_path: str | None, aet: str, concurrency: int, progress: bool) -> int:
+    """Index (again) the bucket of an S3 AET: what QIDO-RS on it searches."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dicomrst.backends.s3.backend import S3Backend, backend_error
+    from dicomrst.backends.s3.config import S3AetConfig, build_s3_backend
+    from dicomrst.index.instance_index import shown_url
+    from dicomrst.index.rebuild import rebuild
+    from dicomrst.logs import configure_logging
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        print(f"config: {error}", file=sys.stderr)
+        return 1
+    configure_logging(config.telemetry.level)
+    entry = next((e for e in config.aets if e.aet == aet), None)
+    if not isinstance(entry, S3AetConfig):
+        known = ", ".join(e.aet for e in config.aets if isinstance(e, S3AetConfig)) or "none"
+        print(f"{aet!r} is not an S3 AET of the config (S3 AETs: {known})", file=sys.stderr)
+        return 2
+    backend = build_s3_backend(entry, config)
+    assert isinstance(backend, S3Backend)
+    print(f"indexing bucket {entry.bucket} at {entry.endpoint} into {shown_url(backend.index.url)}", file=sys.stderr)
+    try:
+        summary = rebuild(backend.client, entry.bucket, backend.index, concurrency, progress)
+    except (BotoCoreError, ClientError) as error:
+        print(f"cannot list the bucket: {backend_error(error, entry.bucket)}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(f"cannot write the index: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: what was indexed is kept; run the command again to go on", file=sys.stderr)
+        return 130
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.failed else 0
 
 
 def receiver(config_path: str | None, ready_fd: int | None = None) -> int:
@@ -222,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--port", type=_port, help="the gateway's HTTP port (instead of server.http.port)")
     run.add_argument("--dimse-port", type=_port, help="the move receiver's port (instead of server.dimse[0].port)")
     run.add_argument("--sample-pacs-port", type=_port, help="the sample PACS's port (instead of its aets[].port)")
+    indexing = commands.add_parser("index", help="index an S3 AET's bucket for QIDO-RS (resumes where it stopped)")
+    indexing.add_argument("aet", help="the S3 AET whose bucket is indexed")
+    indexing.add_argument("--config", help=f"the YAML file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})")
+    indexing.add_argument("--concurrency", type=int, default=16, help="objects read at once (default 16)")
+    indexing.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sample-pacs":
         return sample_pacs(rest)
@@ -231,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.file)
     if args.command == "receiver":
         return receiver(args.config, args.ready_fd)
+    if args.command == "index":
+        return index(args.config, args.aet, max(1, args.concurrency), not args.no_progress)
     return up(args.config, args.sample_pacs, args.storage,
               PortOverrides(http=args.port, dimse=args.dimse_port, sample_pacs=args.sample_pacs_port))
 

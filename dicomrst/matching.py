@@ -23,7 +23,8 @@ from pydicom.valuerep import PersonName
 
 from dicomrst.vrs import NUMERIC_VRS, RANGE_VRS, WILDCARD_VRS
 
-__all__ = ["dataset_matches", "is_universal", "key_values", "match_values", "unmatched_keys"]
+__all__ = ["dataset_matches", "is_universal", "key_values", "match_values", "normalise", "pn_candidates",
+           "unmatched_keys"]
 
 
 
@@ -51,7 +52,7 @@ def _wildcard_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
-def _pn_candidates(value: str) -> list[str]:
+def pn_candidates(value: str) -> list[str]:
     """The whole name and each component group, trailing '^' removed.
 
     A key like 'Yamada^Tarou' should find 'Yamada^Tarou=山田^太郎', and so should
@@ -65,7 +66,7 @@ def _match_text(key: str, value: str, vr: str) -> bool:
     wildcard = vr in WILDCARD_VRS and ("*" in key or "?" in key)
     if vr == "PN":
         key = key.rstrip("^") if not wildcard else key
-        candidates = _pn_candidates(value) if "=" not in key else [value.rstrip("^")]
+        candidates = pn_candidates(value) if "=" not in key else [value.rstrip("^")]
         if wildcard:
             regex = _wildcard_regex(key, True)
             return any(regex.fullmatch(c) for c in candidates)
@@ -94,7 +95,9 @@ def _normalise_datetime(value: str, *, upper: bool) -> str:
     return f"{whole.ljust(14, fill)}.{fraction.ljust(6, fill)}"
 
 
-def _normalise(value: str, vr: str, *, upper: bool) -> str:
+def normalise(value: str, vr: str, *, upper: bool) -> str:
+    """A DA, TM or DT value in a form whose string order is time order (``upper``: a bound filled
+    to the end of the period it names)."""
     if vr == "TM":
         return _normalise_time(value, upper=upper)
     if vr == "DT":
@@ -104,8 +107,8 @@ def _normalise(value: str, vr: str, *, upper: bool) -> str:
 
 def _match_range(key: str, value: str, vr: str) -> bool:
     start, _, end = key.partition("-")
-    lower_ok = not start or _normalise(value, vr, upper=False) >= _normalise(start, vr, upper=False)
-    upper_ok = not end or _normalise(value, vr, upper=False) <= _normalise(end, vr, upper=True)
+    lower_ok = not start or normalise(value, vr, upper=False) >= normalise(start, vr, upper=False)
+    upper_ok = not end or normalise(value, vr, upper=False) <= normalise(end, vr, upper=True)
     return lower_ok and upper_ok
 
 
@@ -121,7 +124,7 @@ def _match_one(key: str, value: str, vr: str) -> bool:
         # A DT value may carry a '-hhmm' offset, so only a lone '-' is read as a range there.
         if (vr != "DT" and "-" in key) or (vr == "DT" and key.count("-") == 1):
             return _match_range(key, value, vr)
-        return _normalise(key, vr, upper=False) == _normalise(value, vr, upper=False)
+        return normalise(key, vr, upper=False) == normalise(value, vr, upper=False)
     if vr in NUMERIC_VRS:
         return _match_numeric(key, value)
     return _match_text(key, value, vr)

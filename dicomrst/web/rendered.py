@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import closing
 
 from flask import Blueprint, Response, request
 
-from dicomrst.backends.base import Backend, InstanceSelection, NotFound, NotSupported, SearchNotes
+from dicomrst.backends.base import Backend, InstanceSelection, NotFound, SearchNotes
 from dicomrst.dicomweb.frames import parse_frame_list
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
-from dicomrst.dicomweb.part10 import read_instance, uids_of
+from dicomrst.dicomweb.part10 import read_instance
 from dicomrst.dicomweb.query import MatchingKey, QidoQuery, QueryLevel
 from dicomrst.dicomweb.rendering import (
     RenderParameters,
@@ -204,17 +203,8 @@ def _representative(aet: str, selection: InstanceSelection) -> InstanceSelection
 
 
 def _find_representative(backend: Backend, selection: InstanceSelection) -> tuple[str, str, str]:
-    try:
-        series_uid = selection.series_uid or _first_series(backend, selection.study_uid)
-        sop_uids = _instances_in_order(backend, selection.study_uid, series_uid)
-    except NotSupported:
-        # No search (an S3 AET): the first instance the backend lists.
-        # Closed after the first: the rest of the selection is not fetched.
-        with closing(in_path(selection, backend.retrieve(selection))) as instances:
-            first = next(instances, None)
-        if first is None:
-            raise NotFound("no instance matches") from None
-        return uids_of(first)
+    series_uid = selection.series_uid or _first_series(backend, selection.study_uid)
+    sop_uids = _instances_in_order(backend, selection.study_uid, series_uid)
     if not sop_uids:
         raise NotFound("no instance matches")
     return selection.study_uid, series_uid, sop_uids[len(sop_uids) // 2]

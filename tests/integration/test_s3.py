@@ -2,7 +2,10 @@
 DICOM-RST layout."""
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +64,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Setup]:
     gateway = Gateway(config, tmp_path_factory.mktemp("s3-gateway"), workers=2,
                       environment={"RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
     gateway.start()
+    # What the bucket holds is found by searches (and so by thumbnails) once indexed.
+    indexed = subprocess.run([sys.executable, "-m", "dicomrst.cli", "index", "RESEARCH", "--config",
+                              str(gateway.directory / "dicomrst.yaml"), "--no-progress"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
+    assert indexed.returncode == 0, indexed.stderr
     yield S3Setup(gateway, moto, study, frames)
     gateway.stop()
     moto.stop()
@@ -139,9 +148,21 @@ def test_stow_then_retrieve_and_store_again(s3: S3Setup):
     assert sorted(str(d.SOPInstanceUID) for d in received) == sorted(str(d.SOPInstanceUID) for d in study)
 
 
-def test_qido_is_501(s3: S3Setup):
-    response = get(s3, "/studies")
-    assert response.status_code == 501 and "QIDO-RS" in response.json()["error"]
+def test_stowed_instances_are_searched_at_once_and_stored_again_replaced(s3: S3Setup):
+    study = generate_study(random.Random(7), n_series=1, instances_per_series=3, rows=16, columns=16)
+    study_uid, series_uid = str(study[0].StudyInstanceUID), str(study[0].SeriesInstanceUID)
+    assert get(s3, f"/studies?StudyInstanceUID={study_uid}").json() == []
+    body = b"".join(write_multipart([part10(d) for d in study], "application/dicom", "s3-test"))
+    for _ in range(2):
+        response = requests.post(f"{s3.gateway.url}/aets/RESEARCH/studies", data=body, timeout=30,
+                                 headers={"Content-Type": CONTENT_TYPE})
+        assert response.status_code == 200, response.text
+        # Indexed in the same request: the next search finds every instance, once.
+        (match,) = get(s3, f"/studies?StudyInstanceUID={study_uid}").json()
+        assert value(match, "NumberOfStudyRelatedInstances") == 3
+        assert value(match, "PatientID") == str(study[0].PatientID)
+        found = get(s3, f"/studies/{study_uid}/series/{series_uid}/instances").json()
+        assert sorted(value(m, "SOPInstanceUID") for m in found) == sorted(str(d.SOPInstanceUID) for d in study)
 
 
 @pytest.mark.parametrize("path, status", [

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from botocore.client import BaseClient
+from pydicom import Dataset
+from sqlalchemy.exc import SQLAlchemyError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -26,13 +28,17 @@ from dicomrst.backends.base import (
     Health,
     InstanceSelection,
     NotFound,
+    SearchNotes,
     StoreOutcome,
     StoreSession,
 )
 from dicomrst.backends.s3.client import MissingCredentials, make_client
 from dicomrst.backends.s3.keys import instance_key, selection_prefix
 from dicomrst.backends.s3.config import S3AetConfig
+from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.dicomweb.stow import FAILURE_CANNOT_UNDERSTAND, FAILURE_OUT_OF_RESOURCES, UploadedInstance
+from dicomrst.index.headers import NotAnInstance, read_file_header
+from dicomrst.index.instance_index import InstanceIndex, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +64,10 @@ def backend_error(error: Exception, what: str) -> BackendError:
 class S3Backend(Backend):
     kind = "S3"
 
-    def __init__(self, config: S3AetConfig) -> None:
+    def __init__(self, config: S3AetConfig, index: InstanceIndex) -> None:
         self.config = config
         self.aet = config.aet
+        self.index = index
         self._client: BaseClient | None = None
 
     @property
@@ -78,6 +85,17 @@ class S3Backend(Backend):
         except (MissingCredentials, BotoCoreError, ClientError) as error:
             return Health(False, str(backend_error(error, f"bucket {self.config.bucket} at {self.config.endpoint}")))
         return Health(True, f"bucket {self.config.bucket} at {self.config.endpoint} answers")
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "bucket": self.config.bucket, "index": self.index.describe()}
+
+    def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
+        # Person names are always matched without regard to case, so fuzzy matching is done as asked.
+        try:
+            yield from self.index.search(query)
+        except SQLAlchemyError as error:
+            log.warning("index %s: %s", shown_url(self.index.url), error)
+            raise BackendUnavailable("the bucket's index cannot be read") from None
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
         if selection.sop_uid is not None:
@@ -129,13 +147,14 @@ class S3Backend(Backend):
             self.client.head_bucket(Bucket=self.config.bucket)
         except (MissingCredentials, BotoCoreError, ClientError) as error:
             raise backend_error(error, f"bucket {self.config.bucket}") from None
-        yield S3StoreSession(self.client, self.config.bucket)
+        yield S3StoreSession(self.client, self.config.bucket, self.index)
 
 
 class S3StoreSession(StoreSession):
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, index: InstanceIndex) -> None:
         self.client = client
         self.bucket = bucket
+        self.index = index
 
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         if not instance.study_uid or not instance.series_uid:
@@ -148,5 +167,11 @@ class S3StoreSession(StoreSession):
                                     ExtraArgs={"ContentType": "application/dicom"})
         except (BotoCoreError, ClientError) as error:
             log.warning("cannot store %s in bucket %s: %s", key, self.bucket, error)
+            return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
+        # Indexed before it is reported stored, so a search right after the STOW finds it.
+        try:
+            self.index.add(read_file_header(instance.path), key, instance.path.stat().st_size)
+        except (NotAnInstance, SQLAlchemyError, OSError) as error:
+            log.warning("stored %s in bucket %s but cannot index it: %s", key, self.bucket, error)
             return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
         return StoreOutcome(True)

@@ -3,15 +3,17 @@ imports: the config is read in gunicorn's master."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from dicomrst.backends.kind import BackendKind
 from dicomrst.config import AetConfig, Config
 from dicomrst.config.reading import ConfigError, Section, choice, positive, string, url
+from dicomrst.index.config import IndexConfig, read_index_config
 
 if TYPE_CHECKING:
     from dicomrst.backends.base import Backend
+    from dicomrst.index.instance_index import InstanceIndex
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class S3AetConfig(AetConfig):
     endpoint_style: Literal["path", "vhost"] = "vhost"
     concurrency: int = 32
     credentials: S3Credentials | None = None
+    # Our extension: the QIDO-RS index of the bucket.
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     @property
     def backend(self) -> str:
@@ -69,6 +73,7 @@ def read_s3_config(section: Section, aet: str) -> S3AetConfig:
         endpoint_style=section.get("endpoint-style", choice("path", "vhost"), "vhost"),  # type: ignore[arg-type]
         concurrency=section.get("concurrency", positive, S3AetConfig.concurrency),
         credentials=_credentials(section.section("credentials")),
+        index=read_index_config(section),
     )
 
 
@@ -83,7 +88,30 @@ def build_s3_backend(entry: AetConfig, config: Config) -> Backend:
     from dicomrst.backends.s3.backend import S3Backend
 
     assert isinstance(entry, S3AetConfig)
-    return S3Backend(entry)
+    return S3Backend(entry, open_index(entry, config))
+
+
+def index_url(entry: S3AetConfig, config: Config) -> str:
+    """``aets[].index``, or an SQLite file of the bucket's beside the retrieve cache: two AETs of one
+    bucket share it."""
+    if entry.index.url is not None:
+        return entry.index.url
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from dicomrst.backends.dimse.file_names import safe_name
+    from dicomrst.runtime import runtime_directory
+
+    root = Path(config.server.cache_path) if config.server.cache_path else runtime_directory() / "cache"
+    name = safe_name(f"{entry.bucket}@{urlsplit(entry.endpoint).netloc}")
+    return f"sqlite:///{(root / 'index' / name).with_suffix('.sqlite')}"
+
+
+def open_index(entry: S3AetConfig, config: Config) -> InstanceIndex:
+    from dicomrst.index.config import attribute_tags
+    from dicomrst.index.instance_index import InstanceIndex
+
+    return InstanceIndex(index_url(entry, config), entry.bucket, entry.aet, attribute_tags(entry.index.attributes))
 
 
 S3 = BackendKind("S3", read_s3_config, build_s3_backend)
