@@ -7,6 +7,7 @@ An object of a bucket is read with ranged GETs, from its start until the parse r
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO
@@ -83,7 +84,7 @@ def indexed_instance(header: Dataset, indexed_tags: frozenset[int]) -> IndexedIn
 def read_file_header(path: Path) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as error:
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, struct.error) as error:
         raise NotAnInstance(f"not a DICOM file: {error}") from None
 
 
@@ -96,7 +97,8 @@ def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> Da
         stream = BytesIO(data)
         try:
             header = dcmread(stream, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError) as error:
+        # pydicom says a broken or cut data set in several ways.
+        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError, struct.error) as error:
             if whole or isinstance(error, InvalidDicomError):
                 raise NotAnInstance(f"not a DICOM file: {error}") from None
         else:
