@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,19 @@ from sqlalchemy import Engine, create_engine, delete, distinct, event, func, sel
 from sqlalchemy.engine import make_url
 
 from dicomrst.dicomweb.query import QidoQuery
-from dicomrst.index.headers import QIDO_TAGS, indexed_instance
+from dicomrst.index.headers import QIDO_TAGS, IndexedInstance, indexed_instance
 from dicomrst.index.schema import attribute_values, instances, migrate, skipped_objects
 from dicomrst.index.search import Bucket, search
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedInstance:
+    instance: IndexedInstance
+    object_key: str
+    size: int
+    etag: str | None
 
 
 def engine_url(url: str) -> str:
@@ -75,39 +84,53 @@ class InstanceIndex:
             self._engine.dispose()
             self._engine = None
 
+    def prepared(self, header: Dataset, object_key: str, size: int, etag: str | None = None) -> PreparedInstance:
+        """What ``add_all`` writes of one instance: done apart, so that several threads can prepare
+        while one writes."""
+        return PreparedInstance(indexed_instance(header, self.bucket.indexed_tags), object_key, size, etag)
+
     def add(self, header: Dataset, object_key: str, size: int, etag: str | None = None) -> None:
         """Index one instance as stored at ``object_key``; one stored there before is replaced."""
-        instance = indexed_instance(header, self.bucket.indexed_tags)
-        with self.engine.begin() as connection:
-            self._forget(connection, object_key)
-            inserted = connection.execute(instances.insert().values(
-                bucket=self.bucket.name, object_key=object_key, study_uid=instance.study_uid,
-                series_uid=instance.series_uid, sop_uid=instance.sop_uid, patient_id=instance.patient_id,
-                etag=etag, size=size, indexed_at=time.time(), header=instance.header,
-            )).inserted_primary_key
-            assert inserted is not None
-            instance_id = inserted[0]
-            if instance.values:
-                connection.execute(attribute_values.insert(),
-                                   [{**row, "instance_id": instance_id} for row in instance.values])
+        self.add_all([self.prepared(header, object_key, size, etag)])
 
-    def _forget(self, connection: Any, object_key: str) -> None:
-        held = select(instances.c.id).where(instances.c.bucket == self.bucket.name,
-                                            instances.c.object_key == object_key)
-        connection.execute(delete(attribute_values).where(attribute_values.c.instance_id.in_(held)))
-        connection.execute(delete(instances).where(instances.c.bucket == self.bucket.name,
-                                                   instances.c.object_key == object_key))
-        connection.execute(delete(skipped_objects).where(skipped_objects.c.bucket == self.bucket.name,
-                                                         skipped_objects.c.object_key == object_key))
+    def add_all(self, prepared: list[PreparedInstance]) -> None:
+        """Index instances in one transaction, each replacing what was stored at its key."""
+        if not prepared:
+            return
+        with self.engine.begin() as connection:
+            self._forget(connection, [one.object_key for one in prepared])
+            now = time.time()
+            rows = [{"bucket": self.bucket.name, "object_key": one.object_key, "study_uid": one.instance.study_uid,
+                     "series_uid": one.instance.series_uid, "sop_uid": one.instance.sop_uid,
+                     "patient_id": one.instance.patient_id, "etag": one.etag, "size": one.size, "indexed_at": now,
+                     "header": one.instance.header} for one in prepared]
+            inserted = connection.execute(instances.insert().returning(instances.c.id, sort_by_parameter_order=True),
+                                          rows).scalars().all()
+            values = [{**row, "instance_id": instance_id}
+                      for instance_id, one in zip(inserted, prepared) for row in one.instance.values]
+            if values:
+                connection.execute(attribute_values.insert(), values)
+
+    def _forget(self, connection: Any, object_keys: list[str]) -> None:
+        # Bounded IN lists: SQLite allows some thousands of parameters in one statement.
+        for start in range(0, len(object_keys), 500):
+            keys = object_keys[start:start + 500]
+            held = select(instances.c.id).where(instances.c.bucket == self.bucket.name,
+                                                instances.c.object_key.in_(keys))
+            connection.execute(delete(attribute_values).where(attribute_values.c.instance_id.in_(held)))
+            connection.execute(delete(instances).where(instances.c.bucket == self.bucket.name,
+                                                       instances.c.object_key.in_(keys)))
+            connection.execute(delete(skipped_objects).where(skipped_objects.c.bucket == self.bucket.name,
+                                                             skipped_objects.c.object_key.in_(keys)))
 
     def remove(self, object_key: str) -> None:
         with self.engine.begin() as connection:
-            self._forget(connection, object_key)
+            self._forget(connection, [object_key])
 
     def skip(self, object_key: str, etag: str | None, reason: str) -> None:
         """Record an object that is not an instance, so that the next indexing does not read it again."""
         with self.engine.begin() as connection:
-            self._forget(connection, object_key)
+            self._forget(connection, [object_key])
             connection.execute(skipped_objects.insert().values(bucket=self.bucket.name, object_key=object_key,
                                                                etag=etag, reason=reason[:500]))
 

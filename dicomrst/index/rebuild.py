@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydicom import Dataset
 from tqdm import tqdm
 
 from dicomrst.index.headers import NotAnInstance, read_object_header
-from dicomrst.index.instance_index import InstanceIndex
+from dicomrst.index.instance_index import InstanceIndex, PreparedInstance
 
 log = logging.getLogger(__name__)
+
+# Instances written per transaction: a commit per instance held the writing thread back.
+BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         rate = self.indexed / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"listed {self.listed} objects in {self.seconds:.1f} s",
+        lines = [f"{self.listed} objects listed and read in {self.seconds:.1f} s",
                  f"indexed {self.indexed} ({rate:.0f}/s), unchanged {self.unchanged}, "
                  f"skipped {self.skipped} (not DICOM), failed {self.failed}, removed {self.removed} (gone from the bucket)"]
         lines += [f"  failed: {failure}" for failure in self.failures[:20]]
@@ -65,13 +67,14 @@ def _unchanged(listed: ListedObject, known: tuple[str | None, int | None] | None
     return etag == listed.etag if etag is not None else size == listed.size
 
 
-def _header(client: Any, bucket: str, listed: ListedObject) -> Dataset:
+def _prepared(client: Any, bucket: str, listed: ListedObject, index: InstanceIndex) -> PreparedInstance:
+    """Read in a thread of the pool: the ranged GETs, the header's parse and its rows."""
     def read_range(start: int, end: int) -> bytes:
         response = client.get_object(Bucket=bucket, Key=listed.key, Range=f"bytes={start}-{end - 1}")
         data: bytes = response["Body"].read()
         return data
 
-    return read_object_header(read_range, listed.size)
+    return index.prepared(read_object_header(read_range, listed.size), listed.key, listed.size, listed.etag)
 
 
 def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 16,
@@ -82,11 +85,16 @@ def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 1
     seen: set[str] = set()
     bar = tqdm(desc=f"indexing {bucket}", unit=" objects", disable=not progress)
 
-    def finish(future: Future[Dataset], listed: ListedObject) -> None:
+    batch: list[PreparedInstance] = []
+
+    def write() -> None:
+        index.add_all(batch)
+        summary.indexed += len(batch)
+        batch.clear()
+
+    def finish(future: Future[PreparedInstance], listed: ListedObject) -> None:
         try:
-            header = future.result()
-            index.add(header, listed.key, listed.size, listed.etag)
-            summary.indexed += 1
+            prepared = future.result()
         except NotAnInstance as error:
             index.skip(listed.key, listed.etag, str(error))
             summary.skipped += 1
@@ -97,9 +105,14 @@ def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 1
             log.exception("indexing %s failed", listed.key)
             summary.failed += 1
             summary.failures.append(f"{listed.key}: {type(error).__name__}: {error}")
+        else:
+            # Outside the try: an index that cannot be written ends the run (the command says so).
+            batch.append(prepared)
+            if len(batch) >= BATCH:
+                write()
         bar.update(1)
 
-    in_flight: dict[Future[Dataset], ListedObject] = {}
+    in_flight: dict[Future[PreparedInstance], ListedObject] = {}
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for listed in listed_objects(client, bucket):
             summary.listed += 1
@@ -108,13 +121,14 @@ def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 1
                 summary.unchanged += 1
                 bar.update(1)
                 continue
-            in_flight[pool.submit(_header, client, bucket, listed)] = listed
+            in_flight[pool.submit(_prepared, client, bucket, listed, index)] = listed
             if len(in_flight) >= 2 * concurrency:
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     finish(future, in_flight.pop(future))
         for future in list(in_flight):
             finish(future, in_flight.pop(future))
+    write()
     for key in known.keys() - seen:
         index.remove(key)
         summary.removed += 1

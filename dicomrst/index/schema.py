@@ -23,9 +23,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Connection, Engine
 
 metadata = MetaData()
@@ -93,7 +95,12 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_version_1,)
 def migrate(engine: Engine) -> int:
     """Apply the migrations the database has not had; the version it is at now. Safe when several
     gateway processes (or hosts, on PostgreSQL) start at once: one applies, the others wait for it."""
-    schema_version.create(engine, checkfirst=True)
+    try:
+        schema_version.create(engine, checkfirst=True)
+    except DBAPIError:
+        # Another process created it between the check and the CREATE; it is there now.
+        if not inspect(engine).has_table(schema_version.name):
+            raise
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("LOCK TABLE schema_version IN EXCLUSIVE MODE"))
