@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydicom import Dataset
 
-from dicomrst.dicomweb.metadata import instance_metadata
+from dicomrst.dicomweb.metadata import INSTANCE_URL_PLACEHOLDER, instance_metadata
 from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.query import QidoQuery
 from dicomrst.dicomweb.stow import UploadedInstance
@@ -68,8 +68,6 @@ class InstanceSelection:
 # Study, Series and SOP Instance UID of one instance.
 InstanceUids = tuple[str, str, str]
 
-# Stands for an instance's URL in a metadata document kept before the URL of a request is known.
-INSTANCE_URL_PLACEHOLDER = "urn:dicomrst:instance-url"
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from dicomrst.backends.base import (
 )
 from dicomrst.cache.config import CacheConfig
 from dicomrst.cache.instances import InstanceCache, Retrieval, RetrievalKey, RetrievalLock, SeriesRecord
-from dicomrst.dicomweb.metadata import instance_metadata
+from dicomrst.dicomweb.metadata import instance_metadata, kept_metadata_document
 from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.query import MatchingKey, QidoQuery, QueryLevel
 from dicomrst.dicomweb.stow import UploadedInstance
@@ -151,7 +151,7 @@ class CachedBackend(Backend):
                 if part10 is None:
                     self.cache.forget_instance(*uids)
                     for part10 in self._directly(selection, served):
-                        yield uids_of(part10), _metadata_document(part10) or _failing_document(part10)
+                        yield uids_of(part10), kept_metadata_document(part10) or _failing_document(part10)
                     return
                 # Computed here when it could not be as the instance landed: the error reaches the client.
                 document = _failing_document(part10)
@@ -376,7 +376,7 @@ class CachedBackend(Backend):
         started_at = time.time()
         try:
             for part10 in self.inner.retrieve(_selection_of(key)):
-                uids, _ = self.cache.put(part10, _metadata_document)
+                uids, _ = self.cache.put(part10, kept_metadata_document)
                 RETRIEVED_BYTES.labels(self.aet).inc(len(part10))
                 self._count_evictions()
                 landed.append(uids)
@@ -407,16 +407,6 @@ class CachedBackend(Backend):
         for (study_uid, series_uid), sop_uids in by_series.items():
             if study_uid == key[0] and (len(key) == 1 or series_uid == key[1]):
                 self.cache.mark_complete(study_uid, series_uid, sop_uids, started_at)
-
-
-def _metadata_document(part10: bytes) -> str | None:
-    """An instance's metadata, computed as it lands (a viewer asks for it first); None if it cannot be,
-    so that the request for it reports why."""
-    try:
-        document = instance_metadata(part10, INSTANCE_URL_PLACEHOLDER)
-    except Exception:
-        return None
-    return json.dumps(document, ensure_ascii=False)
 
 
 def _failing_document(part10: bytes) -> str:

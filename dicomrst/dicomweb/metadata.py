@@ -12,6 +12,7 @@ frames.decoded_colour_attributes). Pixel data sent as stored is described as sto
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -34,12 +35,17 @@ __all__ = [
     "bulkdata_path",
     "bulkdata_uri",
     "bulkdata_value",
+    "INSTANCE_URL_PLACEHOLDER",
     "instance_metadata",
     "instance_metadata_xml",
+    "kept_metadata_document",
     "parse_bulkdata_path",
 ]
 
 log = logging.getLogger(__name__)
+
+# Stands for an instance's URL in a metadata document kept before the URL of a request is known.
+INSTANCE_URL_PLACEHOLDER = "urn:dicomrst:instance-url"
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
@@ -158,6 +164,16 @@ def instance_metadata(part10: bytes, instance_url: str, bulk_data_threshold: int
     # Strict reading makes pydicom raise on an invalid value, which drops that element only.
     with config.strict_reading():
         return _json_dataset(ds, (), _bulk_data_uri(instance_url, bulk_data_threshold))
+
+
+def kept_metadata_document(part10: bytes) -> str | None:
+    """An instance's metadata as JSON text to keep (its URL ``INSTANCE_URL_PLACEHOLDER``), or None if it
+    cannot be computed: the request that needs it then computes it again and reports why."""
+    try:
+        document = instance_metadata(part10, INSTANCE_URL_PLACEHOLDER)
+    except Exception:
+        return None
+    return json.dumps(document, ensure_ascii=False)
 
 
 def instance_metadata_xml(part10: bytes, instance_url: str, bulk_data_threshold: int = 1024) -> bytes:

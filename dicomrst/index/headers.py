@@ -27,6 +27,7 @@ from dicomrst.dicomweb.qido_attributes import (
     STUDY_ALL,
     STUDY_DEFAULTS,
 )
+from dicomrst.dicomweb.metadata import kept_metadata_document
 from dicomrst.index.values import Row, value_rows
 from dicomrst.vrs import BINARY_VRS
 
@@ -61,9 +62,16 @@ class IndexedInstance:
     patient_id: str
     header: str  # DICOM JSON
     values: list[Row]
+    metadata: str | None  # the WADO-RS metadata document, where the whole object was at hand
 
 
-def indexed_instance(header: Dataset, indexed_tags: frozenset[int]) -> IndexedInstance:
+@dataclass(frozen=True)
+class ObjectHeader:
+    header: Dataset
+    whole: bytes | None  # the object, when the ranges read were all of it
+
+
+def indexed_instance(header: Dataset, indexed_tags: frozenset[int], part10: bytes | None = None) -> IndexedInstance:
     uids = [str(header.get(keyword, "") or "") for keyword in ("StudyInstanceUID", "SeriesInstanceUID",
                                                                 "SOPInstanceUID")]
     if not all(uids):
@@ -78,7 +86,8 @@ def indexed_instance(header: Dataset, indexed_tags: frozenset[int]) -> IndexedIn
         if int(element.tag) in indexed_tags and element.VR != "SQ":
             values.extend(value_rows(element))
     return IndexedInstance(uids[0], uids[1], uids[2], str(header.get("PatientID", "") or ""),
-                           json.dumps(kept.to_json_dict(suppress_invalid_tags=True), ensure_ascii=False), values)
+                           json.dumps(kept.to_json_dict(suppress_invalid_tags=True), ensure_ascii=False), values,
+                           None if part10 is None else kept_metadata_document(part10))
 
 
 def read_file_header(path: Path) -> Dataset:
@@ -88,7 +97,7 @@ def read_file_header(path: Path) -> Dataset:
         raise NotAnInstance(f"not a DICOM file: {error}") from None
 
 
-def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> Dataset:
+def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> ObjectHeader:
     """The header of an object of ``size`` bytes; ``read_range(start, end)`` returns bytes start..end-1."""
     length = FIRST_RANGE
     while True:
@@ -104,7 +113,7 @@ def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> Da
         else:
             # Stopped before the end of what was read: at the pixel data, so the header is whole.
             if whole or stream.tell() < len(data):
-                return header
+                return ObjectHeader(header, data if whole else None)
         length *= 4
 
 

@@ -84,14 +84,16 @@ class InstanceIndex:
             self._engine.dispose()
             self._engine = None
 
-    def prepared(self, header: Dataset, object_key: str, size: int, etag: str | None = None) -> PreparedInstance:
-        """What ``add_all`` writes of one instance: done apart, so that several threads can prepare
-        while one writes."""
-        return PreparedInstance(indexed_instance(header, self.bucket.indexed_tags), object_key, size, etag)
+    def prepared(self, header: Dataset, object_key: str, size: int, etag: str | None = None,
+                 part10: bytes | None = None) -> PreparedInstance:
+        """What ``add_all`` writes of one instance (with its metadata document when the whole object,
+        ``part10``, is at hand): done apart, so that several threads can prepare while one writes."""
+        return PreparedInstance(indexed_instance(header, self.bucket.indexed_tags, part10), object_key, size, etag)
 
-    def add(self, header: Dataset, object_key: str, size: int, etag: str | None = None) -> None:
+    def add(self, header: Dataset, object_key: str, size: int, etag: str | None = None,
+            part10: bytes | None = None) -> None:
         """Index one instance as stored at ``object_key``; one stored there before is replaced."""
-        self.add_all([self.prepared(header, object_key, size, etag)])
+        self.add_all([self.prepared(header, object_key, size, etag, part10)])
 
     def add_all(self, prepared: list[PreparedInstance]) -> None:
         """Index instances in one transaction, each replacing what was stored at its key."""
@@ -103,7 +105,7 @@ class InstanceIndex:
             rows = [{"bucket": self.bucket.name, "object_key": one.object_key, "study_uid": one.instance.study_uid,
                      "series_uid": one.instance.series_uid, "sop_uid": one.instance.sop_uid,
                      "patient_id": one.instance.patient_id, "etag": one.etag, "size": one.size, "indexed_at": now,
-                     "header": one.instance.header} for one in prepared]
+                     "header": one.instance.header, "metadata": one.instance.metadata} for one in prepared]
             inserted = connection.execute(instances.insert().returning(instances.c.id, sort_by_parameter_order=True),
                                           rows).scalars().all()
             values = [{**row, "instance_id": instance_id}
@@ -146,6 +148,19 @@ class InstanceIndex:
                                                 .where(skipped_objects.c.bucket == self.bucket.name)):
                 found[key] = (etag, None)
         return found
+
+    def metadata_documents(self, study_uid: str, series_uid: str | None = None,
+                           sop_uid: str | None = None) -> list[tuple[tuple[str, str, str], str | None]]:
+        """The kept metadata document (or None) of each indexed instance of a study, series or instance."""
+        conditions = [instances.c.bucket == self.bucket.name, instances.c.study_uid == study_uid]
+        if series_uid is not None:
+            conditions.append(instances.c.series_uid == series_uid)
+        if sop_uid is not None:
+            conditions.append(instances.c.sop_uid == sop_uid)
+        with self.engine.connect() as connection:
+            return [((row.study_uid, row.series_uid, row.sop_uid), row.metadata) for row in connection.execute(
+                select(instances.c.study_uid, instances.c.series_uid, instances.c.sop_uid, instances.c.metadata)
+                .where(*conditions).order_by(instances.c.id))]
 
     def search(self, query: QidoQuery) -> Iterator[Dataset]:
         with self.engine.connect() as connection:

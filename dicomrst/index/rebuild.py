@@ -74,7 +74,8 @@ def _prepared(client: Any, bucket: str, listed: ListedObject, index: InstanceInd
         data: bytes = response["Body"].read()
         return data
 
-    return index.prepared(read_object_header(read_range, listed.size), listed.key, listed.size, listed.etag)
+    found = read_object_header(read_range, listed.size)
+    return index.prepared(found.header, listed.key, listed.size, listed.etag, part10=found.whole)
 
 
 def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 16,

@@ -1,8 +1,9 @@
 """The index's tables (SQLAlchemy Core, the same on SQLite and PostgreSQL) and their versioned migrations.
 
-``instances``: one row per object of a bucket that is a DICOM instance: its UIDs, its key, and its
+``instances``: one row per object of a bucket that is a DICOM instance: its UIDs, its key, its
 header as DICOM JSON (every attribute before the pixel data but bulk data), from which search answers
-are built. ``attribute_values``: one row per value of each indexed attribute of an instance, in the
+are built, and its WADO-RS metadata document where the whole object was read (stored through the
+gateway, or small enough for the first ranged GET). ``attribute_values``: one row per value of each indexed attribute of an instance, in the
 forms the matching of PS3.4 C.2.2.2 compares (``dicomrst.index.values``), so that a search is one SQL
 query. ``skipped_objects``: objects found not to be DICOM, so that a resumed ``dicomrst index`` does not
 read them again. ``schema_version``: the migrations applied.
@@ -48,6 +49,8 @@ instances = Table(
     Column("size", BigInteger, nullable=False),
     Column("indexed_at", Float, nullable=False),
     Column("header", Text, nullable=False),
+    # Version 2: its WADO-RS metadata document (URL placeholder), where the whole object was read.
+    Column("metadata", Text),
     UniqueConstraint("bucket", "object_key", name="instances_object"),
     Index("instances_study", "bucket", "study_uid"),
     Index("instances_series", "bucket", "series_uid"),
@@ -88,8 +91,15 @@ def _version_1(connection: Connection) -> None:
         table.create(connection)
 
 
+def _version_2(connection: Connection) -> None:
+    # Version 1 created ``instances`` from the definition above, which now has the column; an index
+    # made by version 1 of the code lacks it.
+    if "metadata" not in {column["name"] for column in inspect(connection).get_columns("instances")}:
+        connection.execute(text("ALTER TABLE instances ADD COLUMN metadata TEXT"))
+
+
 # Append only: a deployed index is brought to the newest version by running those it has not had.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_version_1, _version_2)
 
 
 def migrate(engine: Engine) -> int:

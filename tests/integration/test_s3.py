@@ -16,6 +16,7 @@ import requests
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
+from dicomrst.dicomweb.metadata import instance_metadata
 from dicomrst.dicomweb.multipart import write_multipart
 from dicomrst.sample_pacs.studies import generate_study
 from tests.integration.conftest import part10
@@ -64,15 +65,21 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Setup]:
     gateway = Gateway(config, tmp_path_factory.mktemp("s3-gateway"), workers=2,
                       environment={"RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
     gateway.start()
+    setup = S3Setup(gateway, moto, study, frames)
     # What the bucket holds is found by searches (and so by thumbnails) once indexed.
+    assert run_index(setup).returncode == 0
+    yield setup
+    gateway.stop()
+    moto.stop()
+
+
+def run_index(s3: S3Setup) -> subprocess.CompletedProcess[str]:
     indexed = subprocess.run([sys.executable, "-m", "dicomrst.cli", "index", "RESEARCH", "--config",
-                              str(gateway.directory / "dicomrst.yaml"), "--no-progress"],
+                              str(s3.gateway.directory / "dicomrst.yaml"), "--no-progress"],
                              capture_output=True, text=True, timeout=120,
                              env={**os.environ, "RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
     assert indexed.returncode == 0, indexed.stderr
-    yield S3Setup(gateway, moto, study, frames)
-    gateway.stop()
-    moto.stop()
+    return indexed
 
 
 def get(s3: S3Setup, path: str, aet: str = "RESEARCH", **headers: str) -> requests.Response:
@@ -119,6 +126,35 @@ def test_metadata_and_bulk_data(s3: S3Setup):
     ((_, content),) = parse_multipart(bulk.headers["Content-Type"], bulk.content)
     original = next(d for d in study if str(d.SOPInstanceUID) == value(documents[0], "SOPInstanceUID"))
     assert content == original.PixelData
+
+
+def test_metadata_of_what_the_index_keeps_is_served_without_reading_the_bucket(s3: S3Setup):
+    study = generate_study(random.Random(8), n_series=1, instances_per_series=2, rows=16, columns=16)
+    body = b"".join(write_multipart([part10(d) for d in study], "application/dicom", "s3-test"))
+    assert requests.post(f"{s3.gateway.url}/aets/RESEARCH/studies", data=body, timeout=30,
+                         headers={"Content-Type": CONTENT_TYPE}).status_code == 200
+    series = f"/studies/{study[0].StudyInstanceUID}/series/{study[0].SeriesInstanceUID}"
+    served = get(s3, f"{series}/metadata").json()
+    # The objects gone from the bucket behind the gateway's back: the documents still come, from the index.
+    for dataset in study:
+        s3.moto.client().delete_object(Bucket=BUCKET, Key=key_of(dataset))
+    assert get(s3, f"{series}/instances/{study[0].SOPInstanceUID}").status_code == 404
+    assert get(s3, f"{series}/metadata").json() == served
+    root = f"{s3.gateway.url}/aets/RESEARCH"
+    expected = [instance_metadata(part10(d), f"{root}{series}/instances/{d.SOPInstanceUID}") for d in study]
+    assert sorted(served, key=lambda d: value(d, "SOPInstanceUID")) == \
+        sorted(expected, key=lambda d: value(d, "SOPInstanceUID"))
+
+
+def test_metadata_of_objects_indexed_by_their_header_only_is_read_from_the_bucket(s3: S3Setup):
+    # 512x512: larger than the first ranged GET, so the index holds no document and the object is read.
+    (large,) = generate_study(random.Random(9), n_series=1, instances_per_series=1, rows=512, columns=512)
+    s3.moto.client().put_object(Bucket=BUCKET, Key=key_of(large), Body=part10(large))
+    indexed = run_index(s3)
+    assert "indexed 1 " in indexed.stdout, indexed.stdout
+    path = f"/studies/{large.StudyInstanceUID}/series/{large.SeriesInstanceUID}/instances/{large.SOPInstanceUID}"
+    (document,) = get(s3, f"{path}/metadata").json()
+    assert document == instance_metadata(part10(large), f"{s3.gateway.url}/aets/RESEARCH{path}")
 
 
 def test_frames(s3: S3Setup):

@@ -27,6 +27,7 @@ from dicomrst.backends.base import (
     BackendUnavailable,
     Health,
     InstanceSelection,
+    InstanceUids,
     NotFound,
     SearchNotes,
     StoreOutcome,
@@ -41,6 +42,8 @@ from dicomrst.index.headers import NotAnInstance, read_file_header
 from dicomrst.index.instance_index import InstanceIndex, shown_url
 
 log = logging.getLogger(__name__)
+
+KEPT_METADATA_MAX_BYTES = 16 * 1024 * 1024
 
 
 def backend_error(error: Exception, what: str) -> BackendError:
@@ -96,6 +99,21 @@ class S3Backend(Backend):
         except SQLAlchemyError as error:
             log.warning("index %s: %s", shown_url(self.index.url), error)
             raise BackendUnavailable("the bucket's index cannot be read") from None
+
+    def metadata_documents(self, selection: InstanceSelection) -> Iterator[tuple[InstanceUids, str]]:
+        """From the index when it keeps the document of every instance of the selection (instances stored
+        through the gateway, or whose first ranged GET was the whole object): no object is read."""
+        try:
+            kept = self.index.metadata_documents(selection.study_uid, selection.series_uid, selection.sop_uid)
+        except SQLAlchemyError as error:
+            log.warning("index %s: %s", shown_url(self.index.url), error)
+            kept = []
+        if kept and all(document is not None for _, document in kept):
+            for uids, document in kept:
+                assert document is not None
+                yield uids, document
+            return
+        yield from super().metadata_documents(selection)
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:
         if selection.sop_uid is not None:
@@ -169,8 +187,11 @@ class S3StoreSession(StoreSession):
             log.warning("cannot store %s in bucket %s: %s", key, self.bucket, error)
             return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
         # Indexed before it is reported stored, so a search right after the STOW finds it.
+        size = instance.path.stat().st_size
         try:
-            self.index.add(read_file_header(instance.path), key, instance.path.stat().st_size)
+            # Its metadata document is kept too, but not for an instance too large to hold in memory at once.
+            self.index.add(read_file_header(instance.path), key, size,
+                           part10=instance.path.read_bytes() if size <= KEPT_METADATA_MAX_BYTES else None)
         except (NotAnInstance, SQLAlchemyError, OSError) as error:
             log.warning("stored %s in bucket %s but cannot index it: %s", key, self.bucket, error)
             return StoreOutcome(False, FAILURE_OUT_OF_RESOURCES)
