@@ -30,7 +30,7 @@ def report(title: str, gateway: list[float], floor: list[float], extra: dict[str
     print(f"\n{title}")
     for name, durations in rows.items():
         print(f"  {name:<24} median {statistics.median(durations) * 1000:8.1f} ms   "
-              f"min {min(durations) * 1000:8.1f} ms   runs {len(durations)}")
+              f"min {min(durations) * 1000:8.1f}   max {max(durations) * 1000:8.1f} ms   runs {len(durations)}")
     ratio = statistics.median(gateway) / statistics.median(floor)
     suffix = f" (target <= {target})" if target is not None else ""
     print(f"  ratio gateway/floor {ratio:.2f}{suffix}")
