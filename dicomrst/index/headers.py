@@ -62,13 +62,7 @@ class IndexedInstance:
     patient_id: str
     header: str  # DICOM JSON
     values: list[Row]
-    metadata: str | None  # the WADO-RS metadata document, where the whole object was at hand
-
-
-@dataclass(frozen=True)
-class ObjectHeader:
-    header: Dataset
-    whole: bytes | None  # the object, when the ranges read were all of it
+    metadata: str | None  # the WADO-RS metadata document, when the object itself was given
 
 
 def indexed_instance(header: Dataset, indexed_tags: frozenset[int], part10: bytes | None = None) -> IndexedInstance:
@@ -97,7 +91,7 @@ def read_file_header(path: Path) -> Dataset:
         raise NotAnInstance(f"not a DICOM file: {error}") from None
 
 
-def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> ObjectHeader:
+def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> Dataset:
     """The header of an object of ``size`` bytes; ``read_range(start, end)`` returns bytes start..end-1."""
     length = FIRST_RANGE
     while True:
@@ -113,7 +107,7 @@ def read_object_header(read_range: Callable[[int, int], bytes], size: int) -> Ob
         else:
             # Stopped before the end of what was read: at the pixel data, so the header is whole.
             if whole or stream.tell() < len(data):
-                return ObjectHeader(header, data if whole else None)
+                return header
         length *= 4
 
 

@@ -86,8 +86,8 @@ class InstanceIndex:
 
     def prepared(self, header: Dataset, object_key: str, size: int, etag: str | None = None,
                  part10: bytes | None = None) -> PreparedInstance:
-        """What ``add_all`` writes of one instance (with its metadata document when the whole object,
-        ``part10``, is at hand): done apart, so that several threads can prepare while one writes."""
+        """What ``add_all`` writes of one instance (with its metadata document when the object itself,
+        ``part10``, is given): done apart, so that several threads can prepare while one writes."""
         return PreparedInstance(indexed_instance(header, self.bucket.indexed_tags, part10), object_key, size, etag)
 
     def add(self, header: Dataset, object_key: str, size: int, etag: str | None = None,

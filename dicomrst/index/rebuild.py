@@ -74,8 +74,9 @@ def _prepared(client: Any, bucket: str, listed: ListedObject, index: InstanceInd
         data: bytes = response["Body"].read()
         return data
 
-    found = read_object_header(read_range, listed.size)
-    return index.prepared(found.header, listed.key, listed.size, listed.etag, part10=found.whole)
+    # Only the header: no metadata document is kept, which would take a whole read and cost a third
+    # of the indexing rate (its objects' metadata is read from the bucket when asked).
+    return index.prepared(read_object_header(read_range, listed.size), listed.key, listed.size, listed.etag)
 
 
 def rebuild(client: Any, bucket: str, index: InstanceIndex, concurrency: int = 16,

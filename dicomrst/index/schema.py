@@ -1,12 +1,12 @@
 """The index's tables (SQLAlchemy Core, the same on SQLite and PostgreSQL) and their versioned migrations.
 
-``instances``: one row per object of a bucket that is a DICOM instance: its UIDs, its key, its
-header as DICOM JSON (every attribute before the pixel data but bulk data), from which search answers
-are built, and its WADO-RS metadata document where the whole object was read (stored through the
-gateway, or small enough for the first ranged GET). ``attribute_values``: one row per value of each indexed attribute of an instance, in the
-forms the matching of PS3.4 C.2.2.2 compares (``dicomrst.index.values``), so that a search is one SQL
-query. ``skipped_objects``: objects found not to be DICOM, so that a resumed ``dicomrst index`` does not
-read them again. ``schema_version``: the migrations applied.
+``instances``: one row per object of a bucket that is a DICOM instance: its UIDs, its key, its header as
+DICOM JSON (every attribute before the pixel data but bulk data), from which search answers are built,
+and its WADO-RS metadata document when it was stored through the gateway. ``attribute_values``: one row
+per value of each indexed attribute of an instance, in the forms the matching of PS3.4 C.2.2.2 compares
+(``dicomrst.index.values``), so that a search is one SQL query. ``skipped_objects``: objects found not
+to be DICOM, so that a resumed ``dicomrst index`` does not read them again. ``schema_version``: the
+migrations applied.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ instances = Table(
     Column("size", BigInteger, nullable=False),
     Column("indexed_at", Float, nullable=False),
     Column("header", Text, nullable=False),
-    # Version 2: its WADO-RS metadata document (URL placeholder), where the whole object was read.
+    # Version 2: its WADO-RS metadata document (URL placeholder), kept when stored through the gateway.
     Column("metadata", Text),
     UniqueConstraint("bucket", "object_key", name="instances_object"),
     Index("instances_study", "bucket", "study_uid"),

@@ -147,7 +147,7 @@ def test_metadata_of_what_the_index_keeps_is_served_without_reading_the_bucket(s
 
 
 def test_metadata_of_objects_indexed_by_their_header_only_is_read_from_the_bucket(s3: S3Setup):
-    # 512x512: larger than the first ranged GET, so the index holds no document and the object is read.
+    # dicomrst index reads headers only, so the index holds no document and the object is read.
     (large,) = generate_study(random.Random(9), n_series=1, instances_per_series=1, rows=512, columns=512)
     s3.moto.client().put_object(Bucket=BUCKET, Key=key_of(large), Body=part10(large))
     indexed = run_index(s3)

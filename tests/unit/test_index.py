@@ -169,9 +169,9 @@ def test_a_header_is_read_up_to_the_pixel_data():
                             PixelData=b"\0" * (512 * 512)))
     assert len(data) > FIRST_RANGE
     ranges = Ranges(data)
-    found = read_object_header(ranges, len(data))
-    assert found.header.PatientName == "Doe^Jane" and "PixelData" not in found.header
-    assert ranges.asked == [(0, FIRST_RANGE)] and found.whole is None
+    header = read_object_header(ranges, len(data))
+    assert header.PatientName == "Doe^Jane" and "PixelData" not in header
+    assert ranges.asked == [(0, FIRST_RANGE)]
 
 
 def test_a_long_header_takes_longer_ranges():
@@ -179,7 +179,7 @@ def test_a_long_header_takes_longer_ranges():
     data = _bytes(_instance(PatientName="Doe^Jane", ImageComments=long_text, AdditionalPatientHistory=long_text,
                             BitsAllocated=8, PixelData=b"\0" * 300000))
     ranges = Ranges(data)
-    header = read_object_header(ranges, len(data)).header
+    header = read_object_header(ranges, len(data))
     assert header.AdditionalPatientHistory == long_text and header.ImageComments == long_text
     assert ranges.asked == [(0, FIRST_RANGE), (0, 4 * FIRST_RANGE)]
 
@@ -187,15 +187,8 @@ def test_a_long_header_takes_longer_ranges():
 def test_an_object_without_pixel_data_is_read_whole():
     data = _bytes(_instance(PatientName="Doe^Jane", ImageComments="y" * 40000, AdditionalPatientHistory="z" * 40000))
     ranges = Ranges(data)
-    found = read_object_header(ranges, len(data))
-    assert found.header.AdditionalPatientHistory == "z" * 40000
-    assert ranges.asked[-1] == (0, len(data)) and found.whole == data
-
-
-def test_a_small_object_is_read_whole_at_once():
-    data = _bytes(_instance(PatientName="Doe^Jane", Rows=8, Columns=8, BitsAllocated=8, PixelData=b"\0" * 64))
-    ranges = Ranges(data)
-    assert read_object_header(ranges, len(data)).whole == data and ranges.asked == [(0, len(data))]
+    assert read_object_header(ranges, len(data)).AdditionalPatientHistory == "z" * 40000
+    assert ranges.asked[-1] == (0, len(data))
 
 
 @pytest.mark.parametrize("data", [b"", b"not dicom at all", b"\0" * 128 + b"DICM" + b"\xff" * 10])

@@ -101,8 +101,8 @@ class S3Backend(Backend):
             raise BackendUnavailable("the bucket's index cannot be read") from None
 
     def metadata_documents(self, selection: InstanceSelection) -> Iterator[tuple[InstanceUids, str]]:
-        """From the index when it keeps the document of every instance of the selection (instances stored
-        through the gateway, or whose first ranged GET was the whole object): no object is read."""
+        """From the index when it keeps the document of every instance of the selection (those stored
+        through the gateway): no object is read."""
         try:
             kept = self.index.metadata_documents(selection.study_uid, selection.series_uid, selection.sop_uid)
         except SQLAlchemyError as error:
