@@ -31,10 +31,11 @@ def value_rows(element: DataElement) -> Iterator[Row]:
     tag, vr = int(element.tag), element.VR
     for value in key_values(element):
         if vr == "PN":
-            candidates = pn_candidates(value)
-            # pn_candidates puts the whole name first; a name of one group is also its only group.
-            for index, candidate in enumerate(candidates):
-                yield {"tag": tag, "value": value, "folded": candidate.casefold(), "whole": 1 if index == 0 else 0,
+            # pn_candidates puts the whole name first. A group that folds to the same text as the whole
+            # name (a name of one group) needs no row of its own: a key matching it matches the whole.
+            folded_candidates = dict.fromkeys(candidate.casefold() for candidate in pn_candidates(value))
+            for index, folded in enumerate(folded_candidates):
+                yield {"tag": tag, "value": value, "folded": folded, "whole": 1 if index == 0 else 0,
                        "sortable": None, "number": None}
         elif vr in RANGE_VRS:
             yield {"tag": tag, "value": value, "folded": None, "whole": None,
