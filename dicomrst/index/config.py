@@ -19,8 +19,8 @@ _SCHEMES = ("sqlite", "postgresql")
 class IndexConfig:
     # None: an SQLite file under the server's cache folder (server.cache.path).
     url: str | None = None
-    # Attributes indexed for matching beyond the QIDO attributes of every level (PS3.18 10.6.3-3..5
-    # and the includefield=all lists): keywords or 8-digit tags.
+    # Attributes indexed for matching beyond the default QIDO attributes of every level (PS3.18
+    # 10.6.3-3..5) and StudyDescription: keywords or 8-digit tags.
     attributes: tuple[str, ...] = ()
 
 

@@ -19,14 +19,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from dicomrst.dicomweb.qido_attributes import (
-    INSTANCE_ALL,
-    INSTANCE_DEFAULTS,
-    SERIES_ALL,
-    SERIES_DEFAULTS,
-    STUDY_ALL,
-    STUDY_DEFAULTS,
-)
+from dicomrst.dicomweb.qido_attributes import INSTANCE_DEFAULTS, SERIES_DEFAULTS, STUDY_DEFAULTS
 from dicomrst.dicomweb.metadata import kept_metadata_document
 from dicomrst.index.values import Row, value_rows
 from dicomrst.vrs import BINARY_VRS
@@ -46,8 +39,12 @@ def _tags(keywords: Iterable[str]) -> frozenset[int]:
     return frozenset(tag for tag in tags if tag is not None)
 
 
-# Every attribute a QIDO-RS search returns at some level, by default or with includefield=all.
-QIDO_TAGS = _tags(STUDY_DEFAULTS + STUDY_ALL + SERIES_DEFAULTS + SERIES_ALL + INSTANCE_DEFAULTS + INSTANCE_ALL)
+# The attributes a QIDO-RS search returns by default at some level (PS3.18 tables 10.6.3-3 to -5): those a
+# client searches by, and StudyDescription, which OHIF's study list searches too. Not the UIDs, which are
+# columns of their own; not the includefield=all lists, which are returned from the stored header and
+# matched there when asked (aets[].index.attributes adds to these).
+QIDO_TAGS = _tags(STUDY_DEFAULTS + SERIES_DEFAULTS + INSTANCE_DEFAULTS + ("StudyDescription",)) \
+    - {0x0020000D, 0x0020000E, 0x00080018}
 
 
 class NotAnInstance(ValueError):
