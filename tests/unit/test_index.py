@@ -256,3 +256,24 @@ def test_an_index_of_version_1_gets_the_metadata_column(tmp_path: Path):
         connection.execute(schema_version.update().values(version=1))
     assert migrate(engine) == len(MIGRATIONS) == 2
     assert "metadata" in {column["name"] for column in inspect(engine).get_columns("instances")}
+
+
+def test_configured_attributes_are_indexed_and_the_others_still_match(tmp_path: Path):
+    from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
+    from dicomrst.index.instance_index import InstanceIndex
+
+    body_part = tag_for_keyword("BodyPartExamined")
+    plain = InstanceIndex(f"sqlite:///{tmp_path}/plain.sqlite", "b", "AET")
+    extended = InstanceIndex(f"sqlite:///{tmp_path}/extended.sqlite", "b", "AET", (body_part,))
+    for index in (plain, extended):
+        for number, part in enumerate(["CHEST", "HEAD", "CHEST"]):
+            instance = _instance(BodyPartExamined=part, PatientID=f"P{number}")
+            index.add(instance, f"{instance.StudyInstanceUID}/{number}.dcm", 100)
+    held = []
+    for index in (plain, extended):
+        with index.engine.connect() as connection:
+            held.append(connection.execute(select(attribute_values.c.value)
+                                           .where(attribute_values.c.tag == body_part)).scalars().all())
+        query = parse_qido_query(QueryLevel.STUDY, [("BodyPartExamined", "CH*"), ("includefield", "PatientID")])
+        assert sorted(str(match.PatientID) for match in index.search(query)) == ["P0", "P2"]
+    assert [sorted(values) for values in held] == [[], ["CHEST", "CHEST", "HEAD"]]
