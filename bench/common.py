@@ -10,6 +10,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.peers import Gateway, Orthanc, free_port, gateway_config, part10, start_orthanc
+from dicomrst.backends.dimse.pynetdicom_settings import configure_pynetdicom
+
+# The floors' pynetdicom set as the gateway sets its own (no narrating log handlers, no identifiers
+# written out): a floor paying for logging the gateway skips would flatter the gateway.
+configure_pynetdicom(debug=False)
 
 __all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "part10", "start_orthanc", "timed", "report"]
 

@@ -239,6 +239,8 @@ def _close(items: Iterator[Dataset]) -> None:
 
 
 def _merged(parent: Dataset, child: Dataset) -> Dataset:
+    if not parent:
+        return child  # one C-FIND for the whole search: its answers are the rows as they are
     row = Dataset()
     for element in parent:
         if int(element.tag) not in _BOOKKEEPING:
