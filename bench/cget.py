@@ -42,7 +42,9 @@ def main() -> None:
     orthanc = start_orthanc(work / "orthanc")
     series = generate_study(random.Random(61), n_series=1, instances_per_series=args.instances, rows=512, columns=512)
     entry = {"host": "127.0.0.1", "port": orthanc.dicom_port, "cache": {"enabled": False}}
-    config = gateway_config([{"aet": "BYMOVE", **entry}, {"aet": "BYGET", **entry, "wado-rs": {"method": "get"}}])
+    # The receiver takes C-STOREs from the AE titles of configured PACS: Orthanc calls as itself.
+    config = gateway_config([{"aet": "BYMOVE", **entry, "wado-rs": {"calling-aets": [orthanc.aet]}},
+                             {"aet": "BYGET", **entry, "wado-rs": {"method": "get"}}])
     gateway = Gateway(config, work, workers=args.workers)
     try:
         with ThreadPoolExecutor(8) as pool:

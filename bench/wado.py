@@ -104,7 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dicomrst-bench-"))
     orthanc = start_orthanc(work / "orthanc")
-    config = gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}])
+    # The retrieve cache off: every request is a C-MOVE, as the floor is (bench/viewer.py measures the cache).
+    config = gateway_config([{"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port,
+                              "cache": {"enabled": False}}])
     gateway = Gateway(config, work, workers=args.workers)
     floor_receiver = FloorReceiver()
     try:

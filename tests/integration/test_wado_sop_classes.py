@@ -227,6 +227,15 @@ def test_unknown_uids_are_still_404(uncompressed_gateway: Gateway, gateway: Gate
         assert "error" in response.json()
 
 
+def test_an_unknown_series_of_a_known_study_is_404_by_c_get(gateway: Gateway, alone_in_their_studies):
+    # The C-GET of a series learns the classes from its study, which has instances: only a C-FIND of the
+    # series itself tells that it has none.
+    j2k = alone_in_their_studies["JPEG2000.dcm"]
+    response = requests.get(f"{gateway.url}/aets/ORTHANCGET/studies/{j2k.StudyInstanceUID}/series/1.2.3.4.5",
+                            timeout=60)
+    assert response.status_code == 404, response.text
+
+
 def test_a_compressed_instance_still_arrives_decompressed(uncompressed_gateway: Gateway, alone_in_their_studies):
     """The uncompressed receiver keeps refusing compressed syntaxes for the classes it now accepts
     on demand: Orthanc decompresses the RLE instance for it."""

@@ -104,6 +104,12 @@ def _survey(association: Association, selection: InstanceSelection, timeout_seco
     if not any(c.abstract_syntax == STUDY_ROOT_FIND for c in association.accepted_contexts):
         return None
     try:
+        if selection.level == "SERIES":
+            # The study's classes are one answer where the series' are one per instance; its count is not
+            # the series', so none is kept (the final C-GET response is then checked by a C-FIND if need be).
+            survey = _study_survey(association, InstanceSelection(selection.study_uid), timeout_seconds)
+            if survey is not None:
+                return _Survey(survey.classes, 0 if survey.instances == 0 else None)
         survey = _study_survey(association, selection, timeout_seconds) if selection.level == "STUDY" else None
         return survey or _image_survey(association, selection, timeout_seconds)
     except BackendProtocolError as error:
@@ -244,8 +250,11 @@ def _get(association: Association, selection: InstanceSelection, arrivals: queue
     final = responses.final_response()
     holdings = None
     if needs_c_find(final, delivered):
-        holdings = Holdings(survey.instances) if survey is not None else holdings_on(association, selection,
-                                                                                     timeout_seconds)
+        # A survey that did not count the selection's instances (a series surveyed by its study's classes)
+        # cannot tell "nothing matches" from "could not send": a C-FIND of the selection does.
+        counted = survey is not None and survey.instances is not None
+        holdings = Holdings(survey.instances) if counted and survey is not None else holdings_on(
+            association, selection, timeout_seconds)
     return final, delivered, holdings
 
 
