@@ -5,7 +5,8 @@ import logging
 from collections.abc import Iterable
 
 from flask import Blueprint, Response, request
-from pydicom import Dataset
+from pydicom import Dataset, config
+from pydicom.dataelem import DataElement
 
 from dicomrst.backends.base import SearchNotes
 from dicomrst.dicomweb.dicom_json import dataset_to_json, encode_json_array
@@ -20,6 +21,8 @@ from dicomrst.web.streaming import primed
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("qido", __name__)
+
+_RETRIEVE_URL = 0x00081190
 
 
 @blueprint.get("/<aet>/studies")
@@ -91,7 +94,8 @@ def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:
     match.pop("QueryRetrieveLevel", None)
     path = _retrieve_path(match, level)
     if path is not None:
-        match.RetrieveURL = root + path
+        # Built from UIDs just checked: pydicom's check of the URL's characters (a regex per match) is skipped.
+        match.add(DataElement(_RETRIEVE_URL, "UR", root + path, validation_mode=config.IGNORE))
     return match
 
 
