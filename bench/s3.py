@@ -63,7 +63,7 @@ def main() -> None:
         gateway_times = timed(through_gateway, args.repeats)
         floor_times = timed(floor, args.repeats)
         report(f"S3 WADO-RS series of {args.instances} instances of 512x512x16 bit, concurrency {args.concurrency}, "
-               f"{args.workers} gunicorn workers", gateway_times, floor_times, target=1.3)
+               f"{args.workers} gunicorn workers", gateway_times, floor_times, target=1.1)
     finally:
         gateway.stop()
         moto.stop()

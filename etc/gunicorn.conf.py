@@ -114,10 +114,17 @@ def _watch_receiver():
 
 def post_worker_init(worker):
     """A response write that times out (a client too slow to read it before request-timeout, see
-    web/request_log.py) is what was meant to happen: one line, not gunicorn's socket-error traceback."""
+    web/request_log.py) is what was meant to happen: one line, not gunicorn's socket-error traceback.
+    A request body is received in the blocks the app reads it in (STOW-RS's READ_SIZE): gunicorn
+    receives up to 1 MiB at once otherwise, and copies what is left of it on each smaller read, each
+    byte some fifteen times over (a tenth of a STOW-RS worker's time)."""
+    from gunicorn.http.unreader import SocketUnreader
+
     from dicomrst.server_errors import SlowClientFilter
+    from dicomrst.web.stow import READ_SIZE
 
     worker.log.error_log.addFilter(SlowClientFilter())
+    SocketUnreader.max_body_chunk = READ_SIZE
 
 
 def worker_int(worker):
