@@ -66,14 +66,10 @@ def index(config_path: str | None, aet: str, concurrency: int, progress: bool) -
     from dicomrst.backends.s3.config import S3AetConfig, build_s3_backend
     from dicomrst.index.instance_index import shown_url
     from dicomrst.index.rebuild import rebuild
-    from dicomrst.logs import configure_logging
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        print(f"config: {error}", file=sys.stderr)
+    config = _configured(config_path)
+    if config is None:
         return 1
-    configure_logging(config.telemetry.level)
     entry = next((e for e in config.aets if e.aet == aet), None)
     if not isinstance(entry, S3AetConfig):
         known = ", ".join(e.aet for e in config.aets if isinstance(e, S3AetConfig)) or "none"
@@ -101,16 +97,25 @@ def index(config_path: str | None, aet: str, concurrency: int, progress: bool) -
 def receiver(config_path: str | None, ready_fd: int | None = None) -> int:
     """The move receiver on its own (gunicorn starts it by itself; this is for running it apart)."""
     from dicomrst.backends.dimse.receiver import run_receivers
+
+    config = _configured(config_path)
+    if config is None:
+        return 1
+    run_receivers(config, ready_fd)
+    return 0
+
+
+def _configured(config_path: str | None) -> Config | None:
+    """The config, logging set up by it; None (the problem printed) when it cannot be used."""
     from dicomrst.logs import configure_logging
 
     try:
         config = load_config(config_path)
     except ConfigError as error:
         print(f"config: {error}", file=sys.stderr)
-        return 1
+        return None
     configure_logging(config.telemetry.level)
-    run_receivers(config, ready_fd)
-    return 0
+    return config
 
 
 def sample_pacs(argv: Sequence[str]) -> int:
