@@ -16,7 +16,8 @@ from dicomrst.backends.dimse.pynetdicom_settings import configure_pynetdicom
 # written out): a floor paying for logging the gateway skips would flatter the gateway.
 configure_pynetdicom(debug=False)
 
-__all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "part10", "start_orthanc", "timed", "report"]
+__all__ = ["Gateway", "Orthanc", "free_port", "gateway_config", "part10", "start_orthanc", "timed", "timed_in_turn",
+           "report"]
 
 
 def timed(operation: Callable[[], object], repeats: int) -> list[float]:
@@ -26,6 +27,20 @@ def timed(operation: Callable[[], object], repeats: int) -> list[float]:
         started = time.perf_counter()
         operation()
         durations.append(time.perf_counter() - started)
+    return durations
+
+
+def timed_in_turn(operations: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """``timed`` for operations compared with each other, taken in turn on every round, so that the
+    machine's drift (another process, the page cache) falls on all of them alike."""
+    for operation in operations:
+        operation()  # warm-up
+    durations: list[list[float]] = [[] for _ in operations]
+    for _ in range(repeats):
+        for index, operation in enumerate(operations):
+            started = time.perf_counter()
+            operation()
+            durations[index].append(time.perf_counter() - started)
     return durations
 
 

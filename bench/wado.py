@@ -22,7 +22,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from dicomrst.backends.dimse.sockets import disable_nagle
-from common import Gateway, Orthanc, free_port, gateway_config, report, report_memory, start_orthanc, timed
+from common import Gateway, Orthanc, free_port, gateway_config, report, report_memory, start_orthanc, timed_in_turn
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import receiver_of
 
@@ -116,13 +116,12 @@ def main() -> None:
         gateway.start()
         url = f"{gateway.url}/aets/{orthanc.aet}/studies/{study_uid}"
         first_bytes: list[float] = []
-        gateway_times = timed(lambda: gateway_retrieve(url, first_bytes), args.repeats)
         floor_first: list[float] = []
-        floor_times = timed(lambda: floor_move(orthanc, floor_receiver, study_uid, args.instances, floor_first),
-                            args.repeats)
-        orthanc_times = timed(
+        gateway_times, floor_times, orthanc_times = timed_in_turn([
+            lambda: gateway_retrieve(url, first_bytes),
+            lambda: floor_move(orthanc, floor_receiver, study_uid, args.instances, floor_first),
             lambda: requests.get(f"{orthanc.dicomweb_url}/studies/{study_uid}", timeout=300).raise_for_status(),
-            args.repeats)
+        ], args.repeats)
         ratio = report(f"WADO-RS study of {args.instances} instances of 512x512x16 bit "
                        f"({args.instances * 0.5:.0f} MB), {args.workers} gunicorn workers",
                        gateway_times, floor_times, {"orthanc dicomweb (ref)": orthanc_times}, target=1.05)

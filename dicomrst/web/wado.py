@@ -139,9 +139,12 @@ def _instances(aet: str, selection: InstanceSelection) -> Response:
     if unchanged is not None:
         return unchanged
     root = aet_root_url(aet)
+    # Each instance's header read once, for the check of the path and for its URL.
+    with_uids = ((uids_of(part10), part10) for part10 in backend.retrieve(selection))
+    checked = in_path(selection, with_uids, lambda pair: pair[0])
     # Rendering the first instance before answering turns "cannot transcode" into a 406.
-    rendered = primed((*_in_accepted_syntax(part10, representation), _instance_url(root, part10))
-                      for part10 in _retrieve(aet, selection))
+    rendered = primed((*_in_accepted_syntax(part10, representation), _url_of(root, uids))
+                      for uids, part10 in checked)
     if representation.container == "single":
         body, transfer_syntax, url = _only(rendered)
         return Response(body, content_type=f"application/dicom; transfer-syntax={transfer_syntax}",
