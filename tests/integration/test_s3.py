@@ -61,6 +61,10 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Setup]:
          "bucket": "absent-bucket", "credentials": {"access-key": "testing", "secret-key": "testing"}},
         {"aet": "UNREACHABLE", "backend": "S3", "endpoint": f"http://127.0.0.1:{free_port()}",
          "endpoint-style": "path", "bucket": BUCKET, "credentials": {"access-key": "testing", "secret-key": "testing"}},
+        # The bucket answers, its index does not (a PostgreSQL that is down).
+        {"aet": "INDEXDOWN", "backend": "S3", "endpoint": moto.endpoint, "endpoint-style": "path", "bucket": BUCKET,
+         "region": "us-east-1", "credentials": {"access-key": "testing", "secret-key": "testing"},
+         "index": f"postgresql://postgres@127.0.0.1:{free_port()}/index"},
     ])
     gateway = Gateway(config, tmp_path_factory.mktemp("s3-gateway"), workers=2,
                       environment={"RESEARCH_KEY": "testing", "RESEARCH_SECRET": "testing"})
@@ -155,6 +159,23 @@ def test_metadata_of_objects_indexed_by_their_header_only_is_read_from_the_bucke
     path = f"/studies/{large.StudyInstanceUID}/series/{large.SeriesInstanceUID}/instances/{large.SOPInstanceUID}"
     (document,) = get(s3, f"{path}/metadata").json()
     assert document == instance_metadata(part10(large), f"{s3.gateway.url}/aets/RESEARCH{path}")
+
+
+def test_an_index_that_is_down_is_503_and_stored_instances_are_reported_failed(s3: S3Setup):
+    searched = get(s3, "/studies", aet="INDEXDOWN")
+    assert searched.status_code == 503 and "index" in searched.json()["error"]
+    study = generate_study(random.Random(10), n_series=1, instances_per_series=2, rows=16, columns=16)
+    body = b"".join(write_multipart([part10(d) for d in study], "application/dicom", "s3-test"))
+    stored = requests.post(f"{s3.gateway.url}/aets/INDEXDOWN/studies", data=body, timeout=30,
+                           headers={"Content-Type": CONTENT_TYPE})
+    # In the bucket but not searchable: reported failed, never silently half-stored.
+    assert stored.status_code == 409, stored.text
+    assert len(stored.json()[tag("FailedSOPSequence")]["Value"]) == 2
+    # Retrieval needs no index.
+    retrieved = get(s3, f"/studies/{s3.study[0].StudyInstanceUID}", aet="INDEXDOWN")
+    assert retrieved.status_code == 200 and len(instances(retrieved)) == len(s3.study)
+    details = requests.get(f"{s3.gateway.url}/aets", params={"detail": "true"}, timeout=30).json()
+    assert next(d for d in details if d["aet"] == "INDEXDOWN")["index"]["error"] == "the index cannot be read"
 
 
 def test_frames(s3: S3Setup):
