@@ -76,13 +76,7 @@ from pydicom.valuerep import DSfloat
 from .frames import FrameError, check_frame_numbers, number_of_frames
 from .part10 import TranscodeError
 from .rendered_params import (
-    DEFAULT_QUALITY,
-    DEFAULT_RENDERED_MEDIA_TYPE,
     MAX_VIEWPORT_SIDE,
-    RENDERED_MEDIA_TYPES,
-    RENDERING_PARAMETERS,
-    THUMBNAIL_VIEWPORT,
-    Annotation,
     IccProfile,
     RenderingError,
     RenderParameters,
@@ -90,35 +84,9 @@ from .rendered_params import (
     Viewport,
     Window,
     WindowFunction,
-    negotiate_rendered,
-    parse_rendered_parameters,
-    thumbnail_parameters,
 )
 
-__all__ = [
-    "DEFAULT_QUALITY",
-    "DEFAULT_RENDERED_MEDIA_TYPE",
-    "MAX_VIEWPORT_SIDE",
-    "RENDERED_MEDIA_TYPES",
-    "RENDERING_PARAMETERS",
-    "THUMBNAIL_VIEWPORT",
-    "Annotation",
-    "FrameError",
-    "IccProfile",
-    "NotRenderable",
-    "RenderParameters",
-    "RenderingError",
-    "SourceRegion",
-    "Viewport",
-    "Window",
-    "WindowFunction",
-    "negotiate_rendered",
-    "parse_rendered_parameters",
-    "render",
-    "render_frames",
-    "render_instance",
-    "thumbnail_parameters",
-]
+__all__ = ["NotRenderable", "render", "render_frames", "render_instance"]
 
 _GIF = "image/gif"
 _PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", _GIF: "GIF"}

@@ -18,7 +18,7 @@ from dicomrst.backends.base import (
 from dicomrst.dicomweb.accept import NotAcceptable
 from dicomrst.dicomweb.frames import FrameError
 from dicomrst.dicomweb.query import QueryError
-from dicomrst.dicomweb.rendering import RenderingError
+from dicomrst.dicomweb.rendered_params import RenderingError
 from dicomrst.dicomweb.transcode import TranscodeError
 from dicomrst.dicomweb.uids import InvalidUID
 from dicomrst.web.context import aet_in_path, client_path

@@ -19,15 +19,13 @@ from dicomrst.dicomweb.frames import parse_frame_list
 from dicomrst.dicomweb.multipart import Part, multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.part10 import read_instance
 from dicomrst.dicomweb.query import MatchingKey, QidoQuery, QueryLevel
-from dicomrst.dicomweb.rendering import (
+from dicomrst.dicomweb.rendered_params import (
     RenderParameters,
     negotiate_rendered,
     parse_rendered_parameters,
-    render,
-    render_frames,
-    render_instance,
     thumbnail_parameters,
 )
+from dicomrst.dicomweb.rendering import render, render_frames, render_instance
 from dicomrst.web.context import backend_for
 from dicomrst.web.wado import INSTANCE, SERIES, STUDY, caching_of, in_path, selection_of
 

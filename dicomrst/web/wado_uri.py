@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest
 from dicomrst.backends.base import InstanceSelection
 from dicomrst.dicomweb.accept import NotAcceptable
 from dicomrst.dicomweb.frames import parse_frame_list
-from dicomrst.dicomweb.rendering import RENDERED_MEDIA_TYPES, parse_rendered_parameters
+from dicomrst.dicomweb.rendered_params import RENDERED_MEDIA_TYPES, parse_rendered_parameters
 from dicomrst.dicomweb.transcode import choose_transfer_syntax, transcode, transfer_syntax_of
 from dicomrst.dicomweb.uids import checked_uid
 from dicomrst.messages import shown

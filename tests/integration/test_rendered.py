@@ -16,7 +16,8 @@ from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
-from dicomrst.dicomweb.rendering import parse_rendered_parameters, render, thumbnail_parameters
+from dicomrst.dicomweb.rendered_params import parse_rendered_parameters, thumbnail_parameters
+from dicomrst.dicomweb.rendering import render
 from dicomrst.sample_pacs.studies import Patient, generate_study
 from tests.integration.conftest import KnownData, part10
 from tests.integration.multipart import parse_multipart

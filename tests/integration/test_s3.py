@@ -266,7 +266,8 @@ def test_an_object_under_another_study_or_series_key_is_not_found(s3: S3Setup):
 def test_rendered_and_thumbnails_from_a_bucket(s3: S3Setup):
     from PIL import Image
 
-    from dicomrst.dicomweb.rendering import parse_rendered_parameters, render, thumbnail_parameters
+    from dicomrst.dicomweb.rendered_params import parse_rendered_parameters, thumbnail_parameters
+    from dicomrst.dicomweb.rendering import render
 
     one = s3.study[3]
     instance = f"/studies/{one.StudyInstanceUID}/series/{one.SeriesInstanceUID}/instances/{one.SOPInstanceUID}"

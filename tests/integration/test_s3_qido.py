@@ -254,3 +254,23 @@ def test_aets_detail_shows_the_index(setup: Setup, aet: str):
     index = described["index"]
     assert index["studies"] >= len(setup.studies)
     assert index["url"].startswith("sqlite:///" if aet == "S3LITE" else "postgresql")
+
+
+def test_the_dicomweb_client_command_line_stores_into_a_bucket_and_finds_it(setup: Setup, tmp_path: Path):
+    client = str(Path(sys.executable).parent / "dicomweb_client")
+    study = generate_study(random.Random(74), n_series=1, instances_per_series=2, rows=8, columns=8)
+    files = []
+    for number, dataset in enumerate(study):
+        files.append(tmp_path / f"{number}.dcm")
+        files[-1].write_bytes(part10(dataset))
+    url = f"{setup.gateway.url}/aets/S3PG"
+    stored = subprocess.run([client, "--url", url, "store", "instances", *map(str, files)],
+                            capture_output=True, text=True, timeout=120)
+    assert stored.returncode == 0, stored.stderr
+    found = subprocess.run([client, "--url", url, "search", "studies", "--filter",
+                            f"PatientID={study[0].PatientID}", "--filter", f"StudyInstanceUID={study[0].StudyInstanceUID}",
+                            "--field", "NumberOfStudyRelatedInstances"],
+                           capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    (match,) = json.loads(found.stdout)
+    assert value(match, "NumberOfStudyRelatedInstances") == 2

@@ -50,3 +50,18 @@ def test_check_config_reports_the_key_path(tmp_path: Path):
     bad = subprocess.run([sys.executable, "-m", "dicomrst.cli", "check-config", str(bad_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "aets[0].port: is required" in bad.stderr
+
+
+def test_check_config_looks_the_index_attributes_up(tmp_path: Path):
+    config = tmp_path / "index.yaml"
+    entry = ("aets:\n  - aet: BUCKET\n    backend: S3\n    endpoint: http://127.0.0.1:9\n    bucket: research\n"
+             "    index: {url: 'sqlite:///%s/index.sqlite', attributes: [%s]}\n")
+    config.write_text(entry % (tmp_path, "BodyPartExamined"))
+    good = subprocess.run([sys.executable, "-m", "dicomrst.cli", "check-config", str(config)],
+                          capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    config.write_text(entry % (tmp_path, "BodyPartExamind"))
+    bad = subprocess.run([sys.executable, "-m", "dicomrst.cli", "check-config", str(config)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "aets[0].index.attributes: 'BodyPartExamind' is not a DICOM attribute keyword" \
+        in bad.stderr, bad.stderr

@@ -20,30 +20,26 @@ from pydicom.pixels import pixel_array
 from pydicom.sequence import Sequence
 
 from dicomrst.dicomweb.accept import NotAcceptable
-from dicomrst.dicomweb.rendered_params import _MAX_TEXT
-from dicomrst.dicomweb.rendering import (
+from dicomrst.dicomweb.frames import FrameError
+from dicomrst.dicomweb.rendered_params import (
+    _MAX_TEXT,
     DEFAULT_QUALITY,
     MAX_VIEWPORT_SIDE,
     RENDERED_MEDIA_TYPES,
     THUMBNAIL_VIEWPORT,
     Annotation,
-    FrameError,
     IccProfile,
-    NotRenderable,
     RenderingError,
     RenderParameters,
     SourceRegion,
     Viewport,
     Window,
     WindowFunction,
-    _colour,
     negotiate_rendered,
     parse_rendered_parameters,
-    render,
-    render_frames,
-    render_instance,
     thumbnail_parameters,
 )
+from dicomrst.dicomweb.rendering import NotRenderable, _colour, render, render_frames, render_instance
 from dicomrst.dicomweb.transcode import TranscodeError
 
 PNG, JPEG, GIF = "image/png", "image/jpeg", "image/gif"

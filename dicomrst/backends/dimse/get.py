@@ -165,16 +165,7 @@ def get_instances(
     timeout_seconds: float,
 ) -> Iterator[bytes]:
     arrivals: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
-
-    def on_store(event: Any) -> int:
-        # The gateway is the Storage SCP of the C-GET's sub-operations (PS3.4 B.2.3).
-        try:
-            arrivals.put(event.encoded_dataset(), timeout=timeout_seconds)
-        except queue.Full:
-            return StoreStatus.REFUSED_OUT_OF_RESOURCES
-        return StoreStatus.SUCCESS
-
-    handlers = [(evt.EVT_C_STORE, on_store)]
+    handlers = [(evt.EVT_C_STORE, _storing_into(arrivals, timeout_seconds))]
     with slots.hold(pool_timeout_seconds):
         # First a small association for the C-FIND that names the selection's SOP classes, then the C-GET's
         # proposing those classes alone: proposing the usual 120 classes in every transfer syntax cost
@@ -209,7 +200,22 @@ def get_as_stored(
     proposed (Orthanc does) can choose the one needing no conversion, where one context listing every
     syntax would have it convert to the first (uncompressed), which it may not be able to do."""
     arrivals: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    syntaxes = [uid for uid in _TRANSFER_SYNTAXES if uid not in _UNCOMPRESSED] + _UNCOMPRESSED
+    contexts: list[RequestedContext] = [STUDY_ROOT_GET, STUDY_ROOT_FIND,
+                                        *((sop_class, [syntax]) for syntax in syntaxes[:_STORAGE_CONTEXTS])]
+    negotiation: list[ExtendedNegotiation] = [build_role(sop_class, scp_role=True), _relational_find()]
+    with slots.hold(pool_timeout_seconds):
+        with open_association(peer, contexts, timeout_seconds, negotiation,
+                              [(evt.EVT_C_STORE, _storing_into(arrivals, timeout_seconds))]) as association:
+            final, delivered, holdings = yield from _get(association, selection, arrivals, timeout_seconds, None)
+    error = final_status_error(final, delivered, "C-GET", holdings=holdings)
+    if error is not None:
+        raise error
 
+
+def _storing_into(arrivals: queue.Queue[Any], timeout_seconds: float) -> Callable[[Any], int]:
+    """The EVT_C_STORE handler: the gateway is the Storage SCP of the C-GET's sub-operations (PS3.4
+    B.2.3); each instance goes onto ``arrivals``, refused when the reader has not taken it in time."""
     def on_store(event: Any) -> int:
         try:
             arrivals.put(event.encoded_dataset(), timeout=timeout_seconds)
@@ -217,16 +223,7 @@ def get_as_stored(
             return StoreStatus.REFUSED_OUT_OF_RESOURCES
         return StoreStatus.SUCCESS
 
-    syntaxes = [uid for uid in _TRANSFER_SYNTAXES if uid not in _UNCOMPRESSED] + _UNCOMPRESSED
-    contexts: list[RequestedContext] = [STUDY_ROOT_GET, STUDY_ROOT_FIND,
-                                        *((sop_class, [syntax]) for syntax in syntaxes[:_STORAGE_CONTEXTS])]
-    negotiation: list[ExtendedNegotiation] = [build_role(sop_class, scp_role=True), _relational_find()]
-    with slots.hold(pool_timeout_seconds):
-        with open_association(peer, contexts, timeout_seconds, negotiation, [(evt.EVT_C_STORE, on_store)]) as association:
-            final, delivered, holdings = yield from _get(association, selection, arrivals, timeout_seconds, None)
-    error = final_status_error(final, delivered, "C-GET", holdings=holdings)
-    if error is not None:
-        raise error
+    return on_store
 
 
 def _get(association: Association, selection: InstanceSelection, arrivals: queue.Queue[Any], timeout_seconds: float,
