@@ -1,6 +1,6 @@
 """QIDO-RS: the gateway listing ~600 studies at study level, next to the floor: a bare pynetdicom
-C-FIND (TCP_NODELAY on its socket, as on the gateway's) with the same return keys plus conversion to
-DICOM JSON, against the same Orthanc; and Orthanc's own DICOMweb.
+C-FIND (TCP_NODELAY on its socket, as on the gateway's) with the same return keys plus pydicom's
+conversion to DICOM JSON (``to_json_dict``), against the same Orthanc; and Orthanc's own DICOMweb.
 
     python bench/qido.py [--studies 600] [--repeats 15] [--workers 2]
 """
@@ -20,10 +20,9 @@ from pydicom import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from common import Gateway, Orthanc, gateway_config, report, start_orthanc, timed
+from common import Gateway, Orthanc, gateway_config, report, start_orthanc, timed_in_turn
 from dicomrst.backends.dimse.identifier import cfind_identifier
 from dicomrst.backends.dimse.sockets import disable_nagle
-from dicomrst.dicomweb.dicom_json import dataset_to_json
 from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.sample_pacs.studies import generate_study
 
@@ -54,7 +53,9 @@ def floor_find(orthanc: Orthanc) -> int:
         if match is not None and status.Status in (0xFF00, 0xFF01):
             matches.append(match)
     association.release()
-    body = json.dumps([dataset_to_json(match) for match in matches], ensure_ascii=False).encode()
+    # The floor's conversion is pydicom's own, as a bare client would use it.
+    body = json.dumps([match.to_json_dict(suppress_invalid_tags=True) for match in matches],
+                      ensure_ascii=False).encode()
     return len(body)
 
 
@@ -80,10 +81,11 @@ def main() -> None:
             response.raise_for_status()
             assert len(response.content) > 0
 
-        gateway_times = timed(through_gateway, args.repeats)
-        floor_times = timed(lambda: floor_find(orthanc), args.repeats)
-        orthanc_times = timed(lambda: requests.get(f"{orthanc.dicomweb_url}/studies", timeout=60).raise_for_status(),
-                              args.repeats)
+        gateway_times, floor_times, orthanc_times = timed_in_turn([
+            through_gateway,
+            lambda: floor_find(orthanc),
+            lambda: requests.get(f"{orthanc.dicomweb_url}/studies", timeout=60).raise_for_status(),
+        ], args.repeats)
         report(f"QIDO-RS /studies, {args.studies} studies, {args.workers} gunicorn workers",
                gateway_times, floor_times, {"orthanc dicomweb (ref)": orthanc_times}, target=1.0)
         print(f"  ratio gateway/orthanc {statistics.median(gateway_times) / statistics.median(orthanc_times):.2f}"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from flask import Blueprint, Response, request
 from pydicom import Dataset, config
@@ -14,6 +14,7 @@ from dicomrst.dicomweb.negotiation import QidoMediaType, negotiate_qido
 from dicomrst.dicomweb.multipart import multipart_content_type, new_boundary, write_multipart
 from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from dicomrst.dicomweb.uids import checked_uid, is_valid_uid
+from dicomrst.dicomweb.unconverted import text_value
 from dicomrst.dicomweb.dicom_xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
 from dicomrst.web.streaming import primed
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("qido", __name__)
 
 _RETRIEVE_URL = 0x00081190
+_QUERY_RETRIEVE_LEVEL = 0x00080052
+_STUDY_INSTANCE_UID = 0x0020000D
+_SERIES_INSTANCE_UID = 0x0020000E
+_SOP_INSTANCE_UID = 0x00080018
 
 
 @blueprint.get("/<aet>/studies")
@@ -63,14 +68,26 @@ def _search(aet: str, level: QueryLevel, study_uid: str | None = None, series_ui
         checked_uid(series_uid, "Series Instance UID")
     media_type = negotiate_qido(request.headers.get("Accept"))
     query = parse_qido_query(level, request.args.items(multi=True), study_uid=study_uid, series_uid=series_uid)
-    notes = SearchNotes()
-    matches = primed(backend.search(query, notes))
+    # The search's closing (the association's release) runs once the response is out.
+    notes = SearchNotes(finishing=[])
+    try:
+        response = _matches_response(backend.search(query, notes), notes, aet, level, media_type)
+    except BaseException:
+        notes.run_finishing()
+        raise
+    response.call_on_close(notes.run_finishing)
+    return response
+
+
+def _matches_response(found: Iterator[Dataset], notes: SearchNotes, aet: str, level: QueryLevel,
+                      media_type: QidoMediaType) -> Response:
+    matches = primed(found)
     root = aet_root_url(aet)
     with_urls = (_with_retrieve_url(match, root, level) for match in matches)
     # The first match (or the end) is in hand, so the notes of the negotiation are complete.
     headers = [("Warning", warning_header(text)) for text in notes.warnings]
     if media_type is QidoMediaType.JSON:
-        body = encode_json_array(dataset_to_json(match) for match in with_urls)
+        body = encode_json_array((dataset_to_json(match) for match in with_urls), next_ready=notes.next_ready)
         return Response(body, mimetype="application/dicom+json", headers=headers)
     boundary = new_boundary()
     parts = (dataset_to_xml(match) for match in with_urls)
@@ -91,7 +108,7 @@ def warning_header(text: str) -> str:
 def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:
     """RetrieveURL (0008,1190): where this gateway serves the match over WADO-RS. The C-FIND echo of
     QueryRetrieveLevel is dropped: it describes the DIMSE query, not the match."""
-    match.pop("QueryRetrieveLevel", None)
+    match.pop(_QUERY_RETRIEVE_LEVEL, None)
     path = _retrieve_path(match, level)
     if path is not None:
         # Built from UIDs just checked: pydicom's check of the URL's characters (a regex per match) is skipped.
@@ -100,11 +117,11 @@ def _with_retrieve_url(match: Dataset, root: str, level: QueryLevel) -> Dataset:
 
 
 def _retrieve_path(match: Dataset, level: QueryLevel) -> str | None:
-    uids = [str(match.get("StudyInstanceUID", ""))]
+    uids = [text_value(match, _STUDY_INSTANCE_UID)]
     if level in (QueryLevel.SERIES, QueryLevel.IMAGE):
-        uids.append(str(match.get("SeriesInstanceUID", "")))
+        uids.append(text_value(match, _SERIES_INSTANCE_UID))
     if level is QueryLevel.IMAGE:
-        uids.append(str(match.get("SOPInstanceUID", "")))
+        uids.append(text_value(match, _SOP_INSTANCE_UID))
     if not all(is_valid_uid(uid) for uid in uids):
         return None
     segments: Iterable[str] = ("studies", "series", "instances")

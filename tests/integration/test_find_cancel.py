@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +58,18 @@ def debug_gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, kn
 
 
 def log_during(gateway: Gateway, run) -> str:
+    """The gateway's log from `run` until the association it opened has ended: the release follows
+    the response, once the client has it all."""
     before = gateway.log_path.stat().st_size
     run()
-    with open(gateway.log_path, "rb") as log:
-        log.seek(before)
-        return log.read().decode(errors="replace")
+    deadline = time.monotonic() + 10
+    while True:
+        with open(gateway.log_path, "rb") as log:
+            log.seek(before)
+            text = log.read().decode(errors="replace")
+        if re.search(r"association with \S+ (released|aborted)", text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def assert_cancelled_and_released(log: str, aet: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
@@ -326,3 +327,16 @@ def test_fuzzymatching_a_pacs_did_not_agree_to_is_a_warning(gateway: Gateway):
     for params in ({"PatientName": "Smith*"}, {"PatientName": "Smith*", "fuzzymatching": "false"}):
         assert "Warning" not in requests.get(f"{gateway.url}/aets/ORTHANC/studies", params=params,
                                              timeout=30).headers
+
+
+def _chunks_of(response: requests.Response) -> list[bytes]:
+    return list(response.raw.read_chunked(decode_content=False))
+
+
+def test_matches_at_hand_leave_in_fewer_writes(gateway: Gateway, known_data: KnownData):
+    """Study rows are read ahead to be completed (complete-attributes), so they are at hand: they leave
+    in fewer HTTP chunks than there are matches, and the JSON is whole."""
+    response = qido(gateway, "/studies", stream=True)
+    chunks = _chunks_of(response)
+    matches = json.loads(b"".join(chunks))
+    assert len(matches) >= 3 and len(chunks) < len(matches)

@@ -29,6 +29,7 @@ class ScriptedBackend(Backend):
         self.matches = matches
         self.error_after = error_after
         self.closed = False
+        self.finished = False  # what a search hands to SearchNotes.finish has run
         self.queries: list[QidoQuery] = []
 
     def health(self) -> Health:
@@ -36,15 +37,19 @@ class ScriptedBackend(Backend):
 
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         self.queries.append(query)
-        return paged(self._matches(), query)
+        return paged(self._matches(notes), query)
 
-    def _matches(self) -> Iterator[Dataset]:
+    def _matches(self, notes: SearchNotes) -> Iterator[Dataset]:
         try:
             yield from self.matches
             if self.error_after is not None:
                 raise self.error_after
+            notes.finish(self._finish)
         finally:
             self.closed = True
+
+    def _finish(self) -> None:
+        self.finished = True
 
 
 

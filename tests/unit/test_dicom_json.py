@@ -177,3 +177,28 @@ _JSON = st.recursive(
 @given(st.lists(st.dictionaries(st.text(), _JSON, max_size=4), max_size=5))
 def test_encode_array_round_trips(items):
     assert json.loads(b"".join(encode_json_array(items)).decode("utf-8")) == items
+
+
+def test_items_at_hand_leave_together():
+    at_hand = iter([True, True, False, False, True, True])  # asked after each item
+    chunks = list(encode_json_array(({"n": n} for n in range(6)), next_ready=lambda: next(at_hand)))
+    assert chunks == [b'[{"n": 0},{"n": 1},{"n": 2}', b',{"n": 3}', b',{"n": 4},{"n": 5}]']
+
+
+def test_items_at_hand_leave_in_chunks_of_bounded_size():
+    chunks = list(encode_json_array(({"n": "x" * 100} for _ in range(50)), next_ready=lambda: True,
+                                    chunk_size=1000))
+    assert len(chunks) == 6 and all(len(chunk) <= 1000 + 120 for chunk in chunks)
+    assert len(json.loads(b"".join(chunks))) == 50
+
+
+def test_an_item_is_never_held_while_the_source_waits():
+    pulled: list[int] = []
+
+    def source() -> Iterator[dict]:
+        for n in range(3):
+            pulled.append(n)
+            yield {"n": n}
+
+    stream = encode_json_array(source(), next_ready=lambda: False)
+    assert next(stream) == b'[{"n": 0}' and pulled == [0]

@@ -1,6 +1,7 @@
 """The web layer over a scripted backend: status mapping, paging, streaming and closing."""
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -10,8 +11,10 @@ from dicomrst.backends.base import (
     BackendProtocolError,
     BackendTimeout,
     BackendUnavailable,
+    SearchNotes,
 )
 from dicomrst.config import parse_config
+from dicomrst.dicomweb.query import QueryLevel, parse_qido_query
 from tests.unit.fakes import ScriptedBackend, client_for, study
 
 
@@ -39,6 +42,38 @@ def test_an_error_after_the_first_match_breaks_the_stream():
     with pytest.raises(BackendTimeout):
         response.get_data()
     assert backend.closed
+
+
+def test_the_search_finishes_once_the_response_is_out():
+    """The backend's closing step (a DIMSE release) waits until the client has the whole answer."""
+    backend = ScriptedBackend([study(n) for n in range(3)])
+    response = client_for(backend).get("/aets/PACS/studies", buffered=False)
+    body = b"".join(response.response)
+    assert len(json.loads(body)) == 3
+    assert backend.closed and not backend.finished
+    response.close()
+    assert backend.finished
+
+
+def test_a_search_whose_caller_keeps_nothing_finishes_at_once():
+    backend = ScriptedBackend([study(1)])
+    assert len(list(backend.search(parse_qido_query(QueryLevel.STUDY, []), SearchNotes()))) == 1
+    assert backend.finished
+
+
+def test_a_failing_finish_is_logged_and_the_rest_still_run(caplog):
+    ran: list[str] = []
+    notes = SearchNotes(finishing=[])
+
+    def fail() -> None:
+        raise OSError("connection reset")
+
+    notes.finish(fail)
+    notes.finish(lambda: ran.append("release"))
+    notes.run_finishing()
+    assert ran == ["release"] and "finishing a search failed" in caplog.text
+    notes.run_finishing()  # once only
+    assert ran == ["release"]
 
 
 def test_base_path_prefixes_every_route():

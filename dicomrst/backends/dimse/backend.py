@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from pydicom import Dataset
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
@@ -89,16 +89,21 @@ class DimseBackend(Backend):
 
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         timeout = self.config.qido_rs.timeout / 1000
-        with dimse_operation(self.aet, "C-FIND"), self.slots.hold(self._pool_timeout):
-            with open_association(
-                self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]
-            ) as association:
-                agreed = agreed_query_options(association)
-                if query.fuzzy_matching and not agreed.fuzzy_matching:
-                    notes.warn(FUZZY_MATCHING_NOT_SUPPORTED)
-                search = HierarchicalSearch(association, query, timeout, relational=agreed.relational,
-                                            complete_attributes=self.config.qido_rs.complete_attributes, notes=notes)
-                yield from paged(search.rows(), query)
+        with ExitStack() as held:
+            held.enter_context(dimse_operation(self.aet, "C-FIND"))
+            held.enter_context(self.slots.hold(self._pool_timeout))
+            association = held.enter_context(open_association(
+                self.peer, [STUDY_ROOT_FIND], timeout, [_query_options(query.fuzzy_matching)]))
+            agreed = agreed_query_options(association)
+            if query.fuzzy_matching and not agreed.fuzzy_matching:
+                notes.warn(FUZZY_MATCHING_NOT_SUPPORTED)
+            search = HierarchicalSearch(association, query, timeout, relational=agreed.relational,
+                                        complete_attributes=self.config.qido_rs.complete_attributes, notes=notes)
+            notes.next_ready = search.next_ready
+            yield from paged(search.rows(), query)
+            # Every match is out: the release (and with it the slot) can wait until the client has
+            # the whole answer. A failure or a client gone before this point aborts here, as ever.
+            notes.finish(held.pop_all().close)
 
 
     def retrieve(self, selection: InstanceSelection) -> Iterator[bytes]:

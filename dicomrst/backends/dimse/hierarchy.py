@@ -14,7 +14,8 @@ that lacks them, and an instance-level C-FIND per series whose count is missing.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from pydicom import Dataset
@@ -35,6 +36,7 @@ from dicomrst.dicomweb.qido_attributes import (
     STUDY_DEFAULTS,
 )
 from dicomrst.dicomweb.query import KeyPath, MatchingKey, QidoQuery, QueryLevel
+from dicomrst.dicomweb.unconverted import has_value
 from dicomrst.matching import unmatched_keys
 
 _LEVELS = (QueryLevel.STUDY, QueryLevel.SERIES, QueryLevel.IMAGE)
@@ -80,14 +82,26 @@ class HierarchicalSearch:
         self.relational = relational
         self.complete_attributes = complete_attributes
         self.notes = notes
+        self._read_ahead: deque[Dataset] = deque()
 
     def rows(self) -> Iterator[Dataset]:
         rows = self._relational() if self.relational else self._split()
         if self._needs_study_completion():
-            rows = (self._complete_study(row) for row in list(rows))
+            rows = self._completed(list(rows), self._complete_study)
         elif self._needs_series_completion():
-            rows = (self._complete_series(row) for row in list(rows))
+            rows = self._completed(list(rows), self._complete_series)
         return self._checked(rows)
+
+    def next_ready(self) -> bool:
+        """Whether the next row can come without waiting for the PACS: rows read ahead for completion
+        remain (completing one may still ask the PACS), or its next C-FIND response has arrived
+        (pynetdicom's queue of the DIMSE messages received)."""
+        return bool(self._read_ahead) or not self.association.dimse.msg_queue.empty()
+
+    def _completed(self, rows: list[Dataset], complete: Callable[[Dataset], Dataset]) -> Iterator[Dataset]:
+        self._read_ahead = deque(rows)
+        while self._read_ahead:
+            yield complete(self._read_ahead.popleft())
 
     # ------------------------------------------------------------------------------------- finding
 
@@ -251,4 +265,4 @@ def _merged(parent: Dataset, child: Dataset) -> Dataset:
 
 
 def _has_value(row: Dataset, tag: int) -> bool:
-    return tag in row and row[tag].value not in (None, "", [])
+    return has_value(row, tag)
