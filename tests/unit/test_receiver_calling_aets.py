@@ -212,11 +212,15 @@ def test_the_same_message_id_to_two_pacs_sharing_a_calling_aet_goes_to_the_move_
 def _store_event(calling_aet: str, dataset: Dataset, message_id: int | None) -> Any:
     from types import SimpleNamespace
 
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    request = SimpleNamespace(AffectedSOPInstanceUID=dataset.SOPInstanceUID, MoveOriginatorMessageID=message_id)
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.dsutils import encode
+
+    # What pynetdicom hands the handler: the command's UIDs, the data set as it came, the context.
+    request = SimpleNamespace(AffectedSOPInstanceUID=dataset.SOPInstanceUID, AffectedSOPClassUID=dataset.SOPClassUID,
+                              MoveOriginatorMessageID=message_id, DataSet=BytesIO(encode(dataset, False, True)))
     assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title=calling_aet))
-    return SimpleNamespace(assoc=assoc, request=request, dataset=dataset, encoded_dataset=lambda: buffer.getvalue())
+    return SimpleNamespace(assoc=assoc, request=request, dataset=dataset,
+                           context=SimpleNamespace(transfer_syntax=ExplicitVRLittleEndian))
 
 
 # --- sealed moves -----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from dicomrst.backends.dimse.retrieve_status import (
 )
 from dicomrst.backends.dimse.slots import AssociationSlots
 from dicomrst.backends.dimse.statuses import StoreStatus
+from dicomrst.backends.dimse.received import received_part10
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def _storing_into(arrivals: queue.Queue[Any], timeout_seconds: float) -> Callabl
     B.2.3); each instance goes onto ``arrivals``, refused when the reader has not taken it in time."""
     def on_store(event: Any) -> int:
         try:
-            arrivals.put(event.encoded_dataset(), timeout=timeout_seconds)
+            arrivals.put(received_part10(event), timeout=timeout_seconds)
         except queue.Full:
             return StoreStatus.REFUSED_OUT_OF_RESOURCES
         return StoreStatus.SUCCESS

@@ -48,6 +48,7 @@ from dicomrst.backends.dimse.spool import (
 )
 from dicomrst.backends.dimse.statuses import StoreStatus
 from dicomrst.backends.dimse.config import DimseAetConfig
+from dicomrst.backends.dimse.received import received_part10
 from dicomrst.config import Config, ReceiverConfig
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class StoreRouter:
                 log.warning("refused C-STORE of %s from %s: no move is waiting for it (message id %s)",
                             sop_uid, calling_aet, message_id)
                 return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "no pending move is waiting for this instance")
-            deliver(directory, sop_uid, event.encoded_dataset())
+            deliver(directory, sop_uid, received_part10(event))
         except MoveGone:
             log.warning("refused C-STORE of %s from %s: its move has ended", sop_uid, calling_aet)
             return _status(StoreStatus.REFUSED_OUT_OF_RESOURCES, "the move this instance belongs to has ended")
