@@ -9,7 +9,7 @@ import itertools
 import logging
 from abc import ABC, abstractmethod
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -258,3 +258,9 @@ class Backend(ABC):
         """STOW-RS: a session to store instances one by one. Entering it reaches the origin, so an
         origin that is down fails there, before the request body is read."""
         raise NotSupported(f"STOW-RS is not available for {self.kind} AETs")
+
+    def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:
+        """A second session for the same STOW-RS request, storing beside the first while the body goes
+        on, if the origin has room for it now (entering it raises a BackendError when it has not),
+        made ready for instances `like` these. None: no second session is worth having."""
+        return None

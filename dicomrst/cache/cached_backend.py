@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from pydicom import Dataset
@@ -92,12 +92,20 @@ class CachedBackend(Backend):
         return self.inner.search(query, notes)
 
     def store_session(self) -> AbstractContextManager[StoreSession]:
-        return self._store_session()
+        return self._forgetting(self.inner.store_session())
+
+    def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:
+        spare = self.inner.spare_store_session(like)
+        return None if spare is None else self._forgetting(spare)
 
     @contextmanager
-    def _store_session(self) -> Iterator[StoreSession]:
-        with self.inner.store_session() as session:
-            yield _Forgetting(session, self.cache)
+    def _forgetting(self, opened: AbstractContextManager[StoreSession]) -> Iterator[StoreSession]:
+        with opened as session:
+            forgetting = _Forgetting(session, self.cache)
+            try:
+                yield forgetting
+            finally:
+                forgetting.forget_again()
 
     # ------------------------------------------------------------------------------ what is served
 
@@ -424,15 +432,26 @@ def _matcher(selection: InstanceSelection) -> Callable[[InstanceUids], bool]:
 
 
 class _Forgetting(StoreSession):
-    """A store session that forgets the cached completeness of each series it adds to."""
+    """A store session that forgets the cached completeness of each series it adds to: before its first
+    instance goes to the PACS, and again once the session ends (``forget_again``), so that a retrieval
+    that ran meanwhile and found the series short is not kept. Once per series and not per instance:
+    each forgetting is two writes to the cache's database."""
 
     def __init__(self, inner: StoreSession, cache: InstanceCache) -> None:
         self.inner = inner
         self.cache = cache
+        self.series: set[tuple[str, str]] = set()
 
     def store(self, instance: UploadedInstance) -> StoreOutcome:
-        self.cache.forget_series(instance.study_uid, instance.series_uid)
+        series = (instance.study_uid, instance.series_uid)
+        if series not in self.series:
+            self.cache.forget_series(*series)
+            self.series.add(series)
         return self.inner.store(instance)
+
+    def forget_again(self) -> None:
+        for study_uid, series_uid in self.series:
+            self.cache.forget_series(study_uid, series_uid)
 
     def pause(self) -> None:
         self.inner.pause()

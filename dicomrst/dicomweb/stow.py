@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from pydicom import Dataset, dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from dicomrst.dicomweb.multipart_reader import MultipartReader
 from dicomrst.dicomweb.transcode import NATIVE_TRANSFER_SYNTAXES
 from dicomrst.dicomweb.uids import is_valid_uid
+from dicomrst.dicomweb.unconverted import text_value
 
 DICOM_MEDIA_TYPE = "application/dicom"
 
@@ -101,7 +103,7 @@ def inspect_part(path: Path) -> UploadedInstance:
 
 def _uid(dataset: Dataset, keyword: str) -> str:
     try:
-        value = str(dataset.get(keyword, "") or "").strip("\0 ")
+        value = text_value(dataset, tag_for_keyword(keyword) or 0).strip("\0 ")
     except Exception:
         return ""
     return value if is_valid_uid(value) else ""
@@ -111,8 +113,8 @@ def _truncated(dataset: Dataset, path: Path) -> bool:
     """A value that reaches past the end of the file means the upload was cut short (pydicom reads a
     short last value without complaint, and defers large ones unread)."""
     size = os.path.getsize(path)
-    for tag in dataset.keys():
-        element = dataset.get_item(tag)
+    # values() leaves the elements as read: the large values stay unread, where get_item would read them.
+    for element in dataset.values():
         if not isinstance(element, RawDataElement) or element.length == 0xFFFFFFFF:
             continue
         if element.value_tell is not None and element.value_tell + element.length > size:
@@ -130,7 +132,7 @@ def _native_pixel_data_short(dataset: Dataset, size: int) -> bool:
                     * int(dataset.BitsAllocated) * frames + 7) // 8
     except (AttributeError, TypeError, ValueError):
         return False
-    element = dataset.get_item("PixelData")
+    element = dataset.get_item("PixelData", keep_deferred=True)
     if isinstance(element, RawDataElement):
         available = element.length if element.value is None else len(element.value)
         if element.value is None and element.value_tell is not None:

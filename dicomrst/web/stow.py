@@ -22,6 +22,7 @@ from dicomrst.dicomweb.dicom_xml import dataset_to_xml
 from dicomrst.web.context import aet_root_url, backend_for
 from dicomrst.web.errors import error_response
 from dicomrst.web.state import app_state
+from dicomrst.web.stow_sessions import PartStores
 from dicomrst.web.streaming import read_ahead
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,6 @@ def _store(aet: str, study_uid: str | None) -> Response:
     root = aet_root_url(aet)
     # Entering the session reaches the PACS: one that is down answers 503 before the body is read.
     with backend.store_session() as session:
-        parts = 0
         body = _Body(request.stream.read, limit)
         silence = app_state().config.server.http.request_timeout / 1000
 
@@ -96,16 +96,17 @@ def _store(aet: str, study_uid: str | None) -> Response:
                 raise BodyStalled(f"the client sent nothing for {silence:g} s (server.http.request-timeout)")
 
         # The next parts are read from the network while the PACS stores the current one; while the
-        # client is slow to send the next, the association goes back to the pool (session.pause).
+        # client is slow to send the next, the waiting association goes back to the pool (pause).
+        stores = PartStores(_outcome_of, backend.spare_store_session)
         spooled = read_ahead(spool_parts(body.read, boundary, study_uid, READ_SIZE), READ_AHEAD_PARTS, SpooledPart.discard,
-                             on_idle=session.pause, idle_seconds=IDLE_SECONDS, check_stalled=check_stalled)
+                             on_idle=stores.pause, idle_seconds=IDLE_SECONDS, check_stalled=check_stalled)
+        # What reading the body raised waits in read_error until every part read before is stored.
+        for reported in stores.run(spooled, session):
+            reported(report, root)
+        parts = len(stores.outcomes)
         try:
-            for part in spooled:
-                parts += 1
-                try:
-                    _store_part(part, session, report, root)
-                finally:
-                    part.discard()
+            if stores.read_error is not None:
+                raise stores.read_error
         except MultipartError as error:
             if parts == 0:
                 raise BadRequest(f"the body cannot be parsed as multipart/related: {error}") from None
@@ -185,21 +186,26 @@ def _buffered(read: Callable[[int], bytes], size: int) -> bytes:
         return b""
 
 
-def _store_part(part: SpooledPart, session: StoreSession, report: StoreReport, root: str) -> None:
+def _outcome_of(part: SpooledPart, session: StoreSession) -> Callable[[StoreReport, str], None]:
+    """Store the part's instance; what to report of it, once the parts before it are reported."""
     if part.instance is None:
         failure = part.failure
         assert failure is not None
         log.warning("STOW-RS part refused: %s", failure)
-        report.add_failed(failure.sop_class_uid, failure.sop_instance_uid, FAILURE_CANNOT_UNDERSTAND)
-        return
+        return lambda report, root: report.add_failed(failure.sop_class_uid, failure.sop_instance_uid,
+                                                      FAILURE_CANNOT_UNDERSTAND)
     instance = part.instance
     outcome = session.store(instance)
     if not outcome.stored:
-        report.add_failed(instance.sop_class_uid, instance.sop_instance_uid, outcome.reason or FAILURE_CANNOT_UNDERSTAND)
-        return
-    study_url = f"{root}/studies/{instance.study_uid}"
-    instance_url = f"{study_url}/series/{instance.series_uid}/instances/{instance.sop_instance_uid}"
-    report.add_stored(instance, instance_url, study_url, outcome.reason)
+        return lambda report, root: report.add_failed(instance.sop_class_uid, instance.sop_instance_uid,
+                                                      outcome.reason or FAILURE_CANNOT_UNDERSTAND)
+
+    def stored(report: StoreReport, root: str) -> None:
+        study_url = f"{root}/studies/{instance.study_uid}"
+        instance_url = f"{study_url}/series/{instance.series_uid}/instances/{instance.sop_instance_uid}"
+        report.add_stored(instance, instance_url, study_url, outcome.reason)
+
+    return stored
 
 
 def _answer(report: StoreReport, response_type: StowResponseType, status: int) -> Response:

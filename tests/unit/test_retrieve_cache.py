@@ -180,6 +180,23 @@ def test_a_store_forgets_its_series(tmp_path, series):
     assert pacs.retrievals == 2
 
 
+def test_a_retrieval_that_ran_during_a_store_session_is_not_kept_after_it(tmp_path, series):
+    pacs = SlowPacs(series, pause=0)
+    backend = cached(pacs, tmp_path)
+    whole = selection(series[0], sop=False)
+    forgotten: list[tuple[str, str]] = []
+    forget = backend.cache.forget_series
+    backend.cache.forget_series = lambda *series_key: (forgotten.append(series_key), forget(*series_key))[1]
+    uploaded = type("Uploaded", (), {"study_uid": series[0].StudyInstanceUID, "series_uid": series[0].SeriesInstanceUID})
+    with backend.store_session() as session:
+        session.store(uploaded())  # type: ignore[arg-type]
+        assert len(list(backend.retrieve(whole))) == len(series)  # the series as it was, between two stores
+        session.store(uploaded())  # type: ignore[arg-type]
+    assert len(forgotten) == 2  # before the first instance of the series, and at the end; not per instance
+    list(backend.retrieve(whole))
+    assert pacs.retrievals == 2
+
+
 def test_validators_exist_only_for_what_is_fresh_on_disk(tmp_path, series):
     pacs = SlowPacs(series, pause=0)
     backend = cached(pacs, tmp_path)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 from pydicom import Dataset
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
@@ -35,6 +35,7 @@ from dicomrst.backends.dimse.config import DimseAetConfig
 from dicomrst.config import ReceiverConfig
 from dicomrst.dicomweb.part10 import uids_of
 from dicomrst.dicomweb.query import MatchingKey, QidoQuery, QueryLevel
+from dicomrst.dicomweb.stow import UploadedInstance
 from dicomrst.metrics import MOVES_IN_FLIGHT, dimse_operation
 
 log = logging.getLogger(__name__)
@@ -164,12 +165,20 @@ class DimseBackend(Backend):
                 for match in self.search(query, SearchNotes())]
 
 
+    def store_session(self) -> AbstractContextManager[StoreSession]:
+        return self._store_session(self._pool_timeout, ())
+
+    def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:
+        # Only a slot free at once: a second association never waits for, or takes from, another request.
+        # It proposes what the instances so far need: a tenth of the negotiation of the common classes.
+        return self._store_session(0.0, like)
+
     @contextmanager
-    def store_session(self) -> Iterator[StoreSession]:
+    def _store_session(self, pool_timeout: float, like: Sequence[UploadedInstance]) -> Iterator[StoreSession]:
         session = DimseStoreSession(self.peer, self.config.stow_rs.timeout / 1000, self.aet, self.slots,
-                                    self._pool_timeout)
+                                    pool_timeout)
         try:
-            session.open()
+            session.open(like)
             yield session
         finally:
             session.close()

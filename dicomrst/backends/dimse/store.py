@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from contextlib import ExitStack
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
@@ -68,11 +69,22 @@ class DimseStoreSession(StoreSession):
         self._answered = False
         self._refused_all = False
 
-    def open(self) -> None:
-        """Associate up front, proposing the common storage classes in Explicit VR Little Endian, so a
-        PACS that is down (or busy) is known before the body is read."""
+    def open(self, like: Sequence[UploadedInstance] = ()) -> None:
+        """Associate up front, so a PACS that is down (or busy) is known before the body is read:
+        proposing the classes and syntaxes of the instances `like` these (each with its uncompressed
+        fallback) when some are known, else the common storage classes in Explicit VR Little
+        Endian. An instance of another class or syntax renegotiates (``_ensure_context``)."""
         self._take_slot()
-        self._associate(_COMMON_PAIRS)
+        if not like:
+            self._associate(_COMMON_PAIRS)
+            return
+        pairs: list[Pair] = []
+        for instance in like:
+            for pair in ((instance.sop_class_uid, instance.transfer_syntax_uid),
+                         (instance.sop_class_uid, EXPLICIT_VR_LITTLE_ENDIAN)):
+                if pair not in pairs:
+                    pairs.append(pair)
+        self._associate(pairs)
 
     def pause(self) -> None:
         if self._association is not None or self._holding_slot:

@@ -1,0 +1,70 @@
+"""STOW-RS on two associations at once when the PACS's pool has room for a second (one C-STORE waits for
+its response, so a second sends meanwhile), through the gateway under gunicorn against Orthanc; and on one
+when the pool holds one slot. Every instance stored either way, and reported in the order of the body."""
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from dicomrst.dicomweb.multipart import write_multipart
+from dicomrst.sample_pacs.studies import generate_study
+from tests.integration.conftest import part10
+from tests.integration.dicom_json import value
+from tests.integration.test_find_cancel import log_during
+from tests.peers import Gateway, Orthanc, gateway_config
+
+BOUNDARY = "two-associations"
+INSTANCES = 16
+
+
+@pytest.fixture(scope="module")
+def debug_gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Gateway]:
+    config = gateway_config([
+        {"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port},
+        # The same Orthanc with a pool of one: no room for a second association.
+        {"aet": "ONESLOT", "host": "127.0.0.1", "port": orthanc.dicom_port, "pool": {"size": 1}},
+    ], receiver_aet="DICOMRST-TWOSTOW")
+    config["telemetry"]["level"] = "DEBUG"  # "association open with ..." is a DEBUG line
+    gateway = Gateway(config, tmp_path_factory.mktemp("stow-two"), workers=1)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+def stow(gateway: Gateway, aet: str, seed: int) -> tuple[list[str], dict, str]:
+    study = generate_study(random.Random(seed), n_series=1, instances_per_series=INSTANCES, rows=64, columns=64)
+    body = b"".join(write_multipart([part10(d) for d in study], "application/dicom", BOUNDARY))
+    responses: list[requests.Response] = []
+    log = log_during(gateway, lambda: responses.append(requests.post(
+        f"{gateway.url}/aets/{aet}/studies", data=body, timeout=60,
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})))
+    assert responses[0].status_code == 200, responses[0].text
+    return [str(d.SOPInstanceUID) for d in study], responses[0].json(), log
+
+
+def referenced(module: dict) -> list[str]:
+    return [value(item, "ReferencedSOPInstanceUID") for item in module["00081199"]["Value"]]
+
+
+def opened(log: str, aet: str) -> int:
+    return len(re.findall(rf"association open with {aet}@", log))
+
+
+def test_a_pool_with_room_stores_on_two_associations(debug_gateway: Gateway, orthanc: Orthanc):
+    sent, module, log = stow(debug_gateway, orthanc.aet, 71)
+    assert referenced(module) == sent  # all stored, in the order of the body
+    assert opened(log, orthanc.aet) == 2, log[-3000:]
+    for uid in sent:
+        found = requests.post(f"{orthanc.url}/tools/find", timeout=10,
+                              json={"Level": "Instance", "Query": {"SOPInstanceUID": uid}}).json()
+        assert len(found) == 1
+
+
+def test_a_pool_of_one_stores_on_one(debug_gateway: Gateway):
+    sent, module, log = stow(debug_gateway, "ONESLOT", 72)
+    assert referenced(module) == sent
+    assert opened(log, "ONESLOT") == 1, log[-3000:]
