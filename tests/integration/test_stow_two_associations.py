@@ -9,8 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
+from dicomrst.backends.dimse.association import Peer
+from dicomrst.backends.dimse.store import DimseStoreSession
 from dicomrst.dicomweb.multipart import write_multipart
+from dicomrst.dicomweb.stow import inspect_part
 from dicomrst.sample_pacs.studies import generate_study
 from tests.integration.conftest import part10
 from tests.integration.dicom_json import value
@@ -68,3 +73,31 @@ def test_a_pool_of_one_stores_on_one(debug_gateway: Gateway):
     sent, module, log = stow(debug_gateway, "ONESLOT", 72)
     assert referenced(module) == sent
     assert opened(log, "ONESLOT") == 1, log[-3000:]
+
+
+def test_the_spare_session_proposes_what_the_first_instances_need(orthanc: Orthanc, tmp_path):
+    """Against Orthanc: a session opened like a CT and an MR instance proposes their two classes in
+    Explicit VR Little Endian (each instance's own syntax and its fallback being the same pair), not the
+    120-odd common classes; an instance of a class it did not propose still goes through, renegotiated."""
+    ct, mr = (generate_study(random.Random(seed), n_series=1, instances_per_series=1, rows=8, columns=8,
+                             modalities=(modality,))[0] for seed, modality in ((81, "CT"), (82, "MR")))
+    secondary = generate_study(random.Random(83), n_series=1, instances_per_series=1, rows=8, columns=8,
+                               modalities=("CT",))[0]
+    secondary.SOPClassUID = secondary.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    uploaded = []
+    for name, dataset in (("ct", ct), ("mr", mr), ("sc", secondary)):
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(part10(dataset))
+        uploaded.append(inspect_part(path))
+    session = DimseStoreSession(Peer(orthanc.aet, "127.0.0.1", orthanc.dicom_port, "DICOMRST-TWOSTOW"), 10.0, orthanc.aet)
+    try:
+        session.open(uploaded[:2])
+        association = session._association
+        assert association is not None
+        proposed = {(str(c.abstract_syntax), tuple(c.transfer_syntax)) for c in association.requestor.requested_contexts}
+        assert proposed == {(str(ct.SOPClassUID), (ExplicitVRLittleEndian,)),
+                            (str(mr.SOPClassUID), (ExplicitVRLittleEndian,))}
+        assert all(session.store(instance).stored for instance in uploaded)
+        assert session._association is not association  # the secondary capture renegotiated
+    finally:
+        session.close()

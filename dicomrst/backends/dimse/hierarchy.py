@@ -183,7 +183,7 @@ class HierarchicalSearch:
         return self.complete_attributes and self.query.level is QueryLevel.SERIES and self._wanted(_SERIES_INSTANCES)
 
     def _complete_study(self, row: Dataset) -> Dataset:
-        missing = [tag for tag in _COMPUTED_STUDY if self._wanted(tag) and not _has_value(row, tag)]
+        missing = [tag for tag in _COMPUTED_STUDY if self._wanted(tag) and not has_value(row, tag)]
         if not missing or not row.get("StudyInstanceUID"):
             return row
         series = Dataset()
@@ -202,13 +202,13 @@ class HierarchicalSearch:
         return row
 
     def _complete_series(self, row: Dataset) -> Dataset:
-        if _has_value(row, _SERIES_INSTANCES) or not row.get("StudyInstanceUID"):
+        if has_value(row, _SERIES_INSTANCES) or not row.get("StudyInstanceUID"):
             return row
         row.NumberOfSeriesRelatedInstances = self._series_count(row.StudyInstanceUID, row)
         return row
 
     def _series_count(self, study_uid: str, series: Dataset) -> int:
-        if _has_value(series, _SERIES_INSTANCES):
+        if has_value(series, _SERIES_INSTANCES):
             return int(series.NumberOfSeriesRelatedInstances)
         instances = Dataset()
         instances.QueryRetrieveLevel = "IMAGE"
@@ -262,7 +262,3 @@ def _merged(parent: Dataset, child: Dataset) -> Dataset:
     for element in child:
         row.add(element)
     return row
-
-
-def _has_value(row: Dataset, tag: int) -> bool:
-    return has_value(row, tag)
