@@ -524,5 +524,7 @@ def test_pacing_makes_the_sample_pacs_behave_like_a_real_one(tmp_path: Path, exp
     size = sum(path.stat().st_size for path in (tmp_path / "throughput").rglob("*.dcm")
                if dcmread(path, stop_before_pixels=True).StudyInstanceUID == study[0].StudyInstanceUID)
     assert size > 0
-    assert timings["latency"] >= timings["plain"] + 0.35
+    # The wait itself, not its difference from the plain C-GET (~0.25 s here): load on the machine slows
+    # that one too (0.57 s once), and the difference then shrinks.
+    assert timings["latency"] >= 0.4
     assert timings["throughput"] >= 0.9 * size / 200_000

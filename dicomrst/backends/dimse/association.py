@@ -28,6 +28,7 @@ from pynetdicom import AE, Association, evt
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation, SOPClassExtendedNegotiation
 
 from dicomrst.backends.base import BackendBusy, BackendProtocolError, BackendTimeout, BackendUnavailable
+from dicomrst.backends.dimse.pdu_socket import BufferedAE
 from dicomrst.backends.dimse.slot_files import default_slot_directory
 from dicomrst.backends.dimse.slots import HeldSlot, held_slot
 from dicomrst.backends.dimse.sockets import disable_nagle
@@ -134,7 +135,7 @@ def open_association(
     A transient rejection is retried within the pool timeout of the slot this greenlet holds for the
     PACS (none held: not retried).
     """
-    ae = AE(ae_title=peer.calling_aet)
+    ae = BufferedAE(ae_title=peer.calling_aet)
     ae.connection_timeout = timeout_seconds
     ae.acse_timeout = timeout_seconds
     ae.dimse_timeout = timeout_seconds

@@ -1,0 +1,95 @@
+"""BufferedAssociationSocket: PDUs handed out from large reads, and a reactor that waits for its next
+event instead of sleeping. Real pynetdicom associations over a socket pair, no peer needed."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from dicomrst.backends.dimse import pdu_socket
+from dicomrst.backends.dimse.pdu_socket import BufferedAssociationSocket
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[BufferedAssociationSocket, socket.socket]]:
+    ours, peer = socket.socketpair()
+    association = Association(AE(), "acceptor")
+    buffered = BufferedAssociationSocket(association, client_socket=ours)
+    yield buffered, peer
+    buffered.close()
+    peer.close()
+
+
+def test_pdus_sent_together_are_read_one_at_a_time(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    pdus = [bytes([4, 0]) + len(body).to_bytes(4, "big") + body
+            for body in (b"a" * 10, b"b" * 70_000, b"c" * 3)]
+    peer.sendall(b"".join(pdus))
+    for pdu in pdus:
+        assert buffered.ready
+        assert bytes(buffered.recv(6)) == pdu[:6]
+        assert bytes(buffered.recv(len(pdu) - 6)) == pdu[6:]
+
+
+def test_a_value_larger_than_a_read_is_read_whole(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    body = bytes(range(256)) * (3 * pdu_socket.READ_SIZE // 256)
+    sender = threading.Thread(target=peer.sendall, args=(body,))
+    sender.start()
+    assert bytes(buffered.recv(len(body))) == body
+    sender.join()
+
+
+def test_a_closed_connection_gives_what_came_before(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    peer.sendall(b"\x04\x00\x00")
+    peer.shutdown(socket.SHUT_WR)
+    assert bytes(buffered.recv(6)) == b"\x04\x00\x00"
+
+
+def test_nothing_to_read_is_not_ready(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, _ = pair
+    assert not buffered.ready
+
+
+def test_the_wait_ends_when_data_comes(pair: tuple[BufferedAssociationSocket, socket.socket],
+                                       monkeypatch: pytest.MonkeyPatch):
+    buffered, peer = pair
+    monkeypatch.setattr(pdu_socket, "IDLE_WAIT_SECONDS", 30.0)
+    threading.Timer(0.1, peer.sendall, args=(b"\x05",)).start()
+    started = time.monotonic()
+    assert buffered.ready
+    assert time.monotonic() - started < 10
+
+
+def test_the_wait_ends_when_a_primitive_is_queued_to_send(pair: tuple[BufferedAssociationSocket, socket.socket],
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """A C-STORE-RSP queued while the reactor waits for the peer is sent at once, not after the wait: the
+    PACS sends nothing more until it has that response."""
+    buffered, _ = pair
+    monkeypatch.setattr(pdu_socket, "IDLE_WAIT_SECONDS", 30.0)
+    queue = buffered.assoc.dul.to_provider_queue
+    threading.Timer(0.1, queue.put, args=("a primitive",)).start()
+    started = time.monotonic()
+    assert not buffered.ready
+    assert time.monotonic() - started < 10
+    assert queue.get_nowait() == "a primitive"
+    monkeypatch.setattr(pdu_socket, "IDLE_WAIT_SECONDS", 0.01)
+    assert not buffered.ready  # the wake-up was consumed
+
+
+def test_the_reactor_does_not_sleep_between_passes(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, _ = pair
+    assert buffered.assoc.dul._run_loop_delay == 0
+
+
+def test_a_closed_socket_is_not_ready_and_takes_no_wake_up(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, _ = pair
+    buffered.close()
+    assert not buffered.ready
+    buffered.assoc.dul.to_provider_queue.put("late")  # no error from the closed wake-up pair
