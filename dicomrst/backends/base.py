@@ -254,9 +254,10 @@ class Backend(ABC):
         before serving it; None when they are not."""
         return None
 
-    def store_session(self) -> AbstractContextManager[StoreSession]:
-        """STOW-RS: a session to store instances one by one. Entering it reaches the origin, so an
-        origin that is down fails there, before the request body is read."""
+    def store_session(self, like: Sequence[UploadedInstance] = ()) -> AbstractContextManager[StoreSession]:
+        """STOW-RS: a session to store instances one by one, made ready for instances `like` these
+        (the first of the body; any other is stored too). Entering it reaches the origin, so an
+        origin that is down fails there, before more of the request body is read."""
         raise NotSupported(f"STOW-RS is not available for {self.kind} AETs")
 
     def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:

@@ -91,8 +91,8 @@ class CachedBackend(Backend):
     def search(self, query: QidoQuery, notes: SearchNotes) -> Iterator[Dataset]:
         return self.inner.search(query, notes)
 
-    def store_session(self) -> AbstractContextManager[StoreSession]:
-        return self._forgetting(self.inner.store_session())
+    def store_session(self, like: Sequence[UploadedInstance] = ()) -> AbstractContextManager[StoreSession]:
+        return self._forgetting(self.inner.store_session(like))
 
     def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:
         spare = self.inner.spare_store_session(like)

@@ -86,50 +86,49 @@ def _store(aet: str, study_uid: str | None) -> Response:
         raise RequestEntityTooLarge(f"the body of {request.content_length} bytes exceeds the limit of {limit} bytes")
     report = StoreReport()
     root = aet_root_url(aet)
-    # Entering the session reaches the PACS: one that is down answers 503 before the body is read.
-    with backend.store_session() as session:
-        body = _Body(request.stream.read, limit)
-        silence = app_state().config.server.http.request_timeout / 1000
+    body = _Body(request.stream.read, limit)
+    silence = app_state().config.server.http.request_timeout / 1000
 
-        def check_stalled() -> None:
-            if body.silent_for() > silence:
-                raise BodyStalled(f"the client sent nothing for {silence:g} s (server.http.request-timeout)")
+    def check_stalled() -> None:
+        if body.silent_for() > silence:
+            raise BodyStalled(f"the client sent nothing for {silence:g} s (server.http.request-timeout)")
 
-        # The next parts are read from the network while the PACS stores the current one; while the
-        # client is slow to send the next, the waiting association goes back to the pool (pause).
-        stores = PartStores(_outcome_of, backend.spare_store_session)
-        spooled = read_ahead(spool_parts(body.read, boundary, study_uid, READ_SIZE), READ_AHEAD_PARTS, SpooledPart.discard,
-                             on_idle=stores.pause, idle_seconds=IDLE_SECONDS, check_stalled=check_stalled)
-        # What reading the body raised waits in read_error until every part read before is stored.
-        for reported in stores.run(spooled, session):
-            reported(report, root)
-        parts = len(stores.outcomes)
-        try:
-            if stores.read_error is not None:
-                raise stores.read_error
-        except MultipartError as error:
-            if parts == 0:
-                raise BadRequest(f"the body cannot be parsed as multipart/related: {error}") from None
-            # The part being read is incomplete: it is reported, and nothing after it can be read.
-            log.warning("STOW-RS body broken after %d parts: %s", parts, error)
-            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
-        except RequestEntityTooLarge:
-            log.warning("STOW-RS body exceeded %d bytes after %d parts", limit, parts)
-            return _answer(report, response_type, status=413)
-        except BodyStalled as error:
-            log.warning("STOW-RS body stalled after %d parts: %s", parts, error)
-            if parts == 0:
-                return error_response(408, str(error))
-            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
-            return _answer(report, response_type, status=408)
-        except UnreadableBody as error:
-            # Malformed transfer coding (a chunk size that is not hex) or a body cut off: the request is
-            # bad, and the client still learns which instances were stored before it broke.
-            log.warning("STOW-RS body unreadable after %d parts: %s", parts, error)
-            if parts == 0:
-                raise BadRequest(f"the request body cannot be read: {error}") from None
-            report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
-            return _answer(report, response_type, status=400)
+    # The next parts are read from the network while the PACS stores the current one; while the
+    # client is slow to send the next, the waiting association goes back to the pool (pause).
+    stores = PartStores(_outcome_of, backend.store_session, backend.spare_store_session)
+    spooled = read_ahead(spool_parts(body.read, boundary, study_uid, READ_SIZE), READ_AHEAD_PARTS, SpooledPart.discard,
+                         on_idle=stores.pause, idle_seconds=IDLE_SECONDS, check_stalled=check_stalled)
+    # What reading the body raised waits in read_error until every part read before is stored.
+    # The PACS is reached when the first part is in: one that is down answers 503 before more is read.
+    for reported in stores.run(spooled):
+        reported(report, root)
+    parts = len(stores.outcomes)
+    try:
+        if stores.read_error is not None:
+            raise stores.read_error
+    except MultipartError as error:
+        if parts == 0:
+            raise BadRequest(f"the body cannot be parsed as multipart/related: {error}") from None
+        # The part being read is incomplete: it is reported, and nothing after it can be read.
+        log.warning("STOW-RS body broken after %d parts: %s", parts, error)
+        report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+    except RequestEntityTooLarge:
+        log.warning("STOW-RS body exceeded %d bytes after %d parts", limit, parts)
+        return _answer(report, response_type, status=413)
+    except BodyStalled as error:
+        log.warning("STOW-RS body stalled after %d parts: %s", parts, error)
+        if parts == 0:
+            return error_response(408, str(error))
+        report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+        return _answer(report, response_type, status=408)
+    except UnreadableBody as error:
+        # Malformed transfer coding (a chunk size that is not hex) or a body cut off: the request is
+        # bad, and the client still learns which instances were stored before it broke.
+        log.warning("STOW-RS body unreadable after %d parts: %s", parts, error)
+        if parts == 0:
+            raise BadRequest(f"the request body cannot be read: {error}") from None
+        report.add_failed("", "", FAILURE_CANNOT_UNDERSTAND)
+        return _answer(report, response_type, status=400)
     if parts == 0:
         raise BadRequest("the multipart/related body holds no parts")
     return _answer(report, response_type, status=report.status)

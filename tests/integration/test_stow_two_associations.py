@@ -101,3 +101,22 @@ def test_the_spare_session_proposes_what_the_first_instances_need(orthanc: Ortha
         assert session._association is not association  # the secondary capture renegotiated
     finally:
         session.close()
+
+
+def test_a_body_of_several_classes_renegotiates_once(debug_gateway: Gateway, orthanc: Orthanc):
+    """The request's session proposes what its first instance needs; the first instance of another class
+    renegotiates, proposing the common classes too, so the classes after it need no third association."""
+    instances = []
+    for seed, modality in ((91, "CT"), (92, "CT"), (93, "CT"), (94, "MR"), (95, "CT")):
+        instances.append(generate_study(random.Random(seed), n_series=1, instances_per_series=1, rows=8, columns=8,
+                                        modalities=(modality,))[0])
+    instances[1].SOPClassUID = instances[1].file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    body = b"".join(write_multipart([part10(d) for d in instances], "application/dicom", BOUNDARY))
+    responses: list[requests.Response] = []
+    log = log_during(debug_gateway, lambda: responses.append(requests.post(
+        f"{debug_gateway.url}/aets/ONESLOT/studies", data=body, timeout=60,
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})))
+    assert responses[0].status_code == 200, responses[0].text
+    assert referenced(responses[0].json()) == [str(d.SOPInstanceUID) for d in instances]
+    assert opened(log, "ONESLOT") == 2, log[-3000:]
+    assert len(re.findall(r"renegotiating with ONESLOT@", log)) == 1, log[-3000:]

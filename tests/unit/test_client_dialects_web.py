@@ -49,7 +49,7 @@ class Backend(ScriptedBackend):
         return iter(PART10)
 
     @contextmanager
-    def store_session(self):
+    def store_session(self, like=()):
         yield RecordingSession(self.stored)
 
 

@@ -22,7 +22,7 @@ class HostileBackend(ScriptedBackend):
         return iter(())
 
     @contextmanager
-    def store_session(self):
+    def store_session(self, like=()):
         yield AcceptingSession()
 
 

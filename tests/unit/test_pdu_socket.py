@@ -93,3 +93,59 @@ def test_a_closed_socket_is_not_ready_and_takes_no_wake_up(pair: tuple[BufferedA
     buffered.close()
     assert not buffered.ready
     buffered.assoc.dul.to_provider_queue.put("late")  # no error from the closed wake-up pair
+
+
+def received_now(peer: socket.socket) -> bytes:
+    peer.setblocking(False)
+    try:
+        return peer.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+    finally:
+        peer.setblocking(True)
+
+
+def test_a_pdu_with_nothing_queued_behind_it_is_sent_at_once(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    buffered.send(b"\x05\x00\x00\x00\x00\x04abcd")
+    assert received_now(peer) == b"\x05\x00\x00\x00\x00\x04abcd"
+
+
+def test_pdus_queued_back_to_back_leave_together_before_the_reactor_waits(
+        pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    queue = buffered.assoc.dul.to_provider_queue
+    queue.put("the next P-DATA")
+    buffered.send(b"first")
+    buffered.send(b"second")
+    assert received_now(peer) == b""  # more is queued: joined, not sent yet
+    queue.get_nowait()
+    assert not buffered.ready  # about to wait for the peer: what is joined goes first
+    assert received_now(peer) == b"firstsecond"
+
+
+def test_joined_pdus_leave_once_they_fill_a_write(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    buffered.assoc.dul.to_provider_queue.put("more")
+    pdu = b"x" * (16 * 1024)
+    count = pdu_socket.WRITE_SIZE // len(pdu)
+    received = bytearray()
+
+    def read() -> None:  # beside the sending: one write is more than a socket pair holds
+        while len(received) < count * len(pdu):
+            received.extend(peer.recv(1 << 20))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    for _ in range(count):
+        buffered.send(pdu)
+    reader.join(10)
+    assert bytes(received) == pdu * count  # sent with "more" still queued: the write was full
+
+
+def test_closing_sends_what_is_joined(pair: tuple[BufferedAssociationSocket, socket.socket]):
+    buffered, peer = pair
+    buffered.assoc.dul.to_provider_queue.put("more")
+    buffered.send(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # an A-ABORT
+    buffered.close()
+    assert peer.recv(100) == b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"

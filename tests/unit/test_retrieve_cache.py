@@ -70,7 +70,7 @@ class SlowPacs(Backend):
             match.SOPInstanceUID = dataset.SOPInstanceUID
             yield match
 
-    def store_session(self):  # type: ignore[override]
+    def store_session(self, like=()):  # type: ignore[override]
         from contextlib import nullcontext
 
         class Accepting(StoreSession):

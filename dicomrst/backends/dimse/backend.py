@@ -165,12 +165,14 @@ class DimseBackend(Backend):
                 for match in self.search(query, SearchNotes())]
 
 
-    def store_session(self) -> AbstractContextManager[StoreSession]:
-        return self._store_session(self._pool_timeout, ())
+    def store_session(self, like: Sequence[UploadedInstance] = ()) -> AbstractContextManager[StoreSession]:
+        # Proposing what the first instance needs costs a tenth of the common classes' negotiation; an
+        # instance of another class renegotiates, then with the common classes too.
+        return self._store_session(self._pool_timeout, like)
 
     def spare_store_session(self, like: Sequence[UploadedInstance]) -> AbstractContextManager[StoreSession] | None:
         # Only a slot free at once: a second association never waits for, or takes from, another request.
-        # It proposes what the instances so far need: a tenth of the negotiation of the common classes.
+        # It proposes what the instances so far need, as the request's own session does.
         return self._store_session(0.0, like)
 
     @contextmanager

@@ -1,5 +1,6 @@
-"""C-STORE for STOW-RS: instances sent from their files over one association per request, renegotiated
-only when an instance needs a presentation context the association lacks.
+"""C-STORE for STOW-RS: instances sent from their files over one association per request, proposing
+what the first instance needs and renegotiated only when an instance needs a presentation context the
+association lacks.
 
 A PACS that accepts the association but none of the proposed storage SOP classes (a read-only AE, say)
 is no failure of the request: each instance is reported refused (0x0122, SOP class not supported), and a
@@ -70,7 +71,7 @@ class DimseStoreSession(StoreSession):
         self._refused_all = False
 
     def open(self, like: Sequence[UploadedInstance] = ()) -> None:
-        """Associate up front, so a PACS that is down (or busy) is known before the body is read:
+        """Associate at once, so a PACS that is down (or busy) is known before more of the body is read:
         proposing the classes and syntaxes of the instances `like` these (each with its uncompressed
         fallback) when some are known, else the common storage classes in Explicit VR Little
         Endian. An instance of another class or syntax renegotiates (``_ensure_context``)."""
@@ -143,14 +144,16 @@ class DimseStoreSession(StoreSession):
 
     def _ensure_context(self, pair: Pair) -> None:
         """Renegotiate when the association never proposed this class and syntax; the pairs needed
-        so far come along, with the uncompressed fallback for the class."""
+        so far come along, with the uncompressed fallback for the class, and the common classes, so
+        that a body of several classes renegotiates about once and not once per class."""
         if pair in self._accepted or (pair in self._proposed and self._answered):
             return
         fallback = (pair[0], EXPLICIT_VR_LITTLE_ENDIAN)
         wanted = [pair, fallback]
         rest = [p for p in self._proposed if p not in wanted]
+        common = [p for p in _COMMON_PAIRS if p not in wanted and p not in rest]
         log.debug("renegotiating with %s for %s", self.peer, pair)
-        self._associate(wanted + rest)
+        self._associate(wanted + rest + common)
 
     def store(self, instance: UploadedInstance) -> StoreOutcome:
         pair = (instance.sop_class_uid, instance.transfer_syntax_uid)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from typing import Any
@@ -163,7 +163,7 @@ class S3Backend(Backend):
             raise NotFound("no instances match")
 
     @contextmanager
-    def store_session(self) -> Iterator[StoreSession]:
+    def store_session(self, like: Sequence[UploadedInstance] = ()) -> Iterator[StoreSession]:
         try:
             self.client.head_bucket(Bucket=self.config.bucket)
         except (MissingCredentials, BotoCoreError, ClientError) as error:
