@@ -6,10 +6,10 @@ fails there, before more of the body is read.
 
 A C-STORE waits for its response (PS3.7 9.1.1; pynetdicom offers no asynchronous operations window), so
 on one association the PACS waits while the gateway sends and the gateway waits while the PACS stores.
-A spare session (a second association, taken only if a pool slot is free at that moment) stores the next
-instance meanwhile. The request's own greenlet reads every part and hands one to the spare whenever the
-spare is free; each session is used only on its own greenlet. What became of each part is given back
-in the order of the body.
+A spare session (a second association, taken only if a pool slot is free at that moment) stores another
+instance meanwhile. Each session stores on a thread (a greenlet under gevent) of its own; the request's
+greenlet reads every part and hands it to whichever session is free first, so neither waits while the
+other has parts to spare. What became of each part is given back in the order of the body.
 """
 from __future__ import annotations
 
@@ -29,10 +29,17 @@ Outcome = TypeVar("Outcome")
 Item = tuple[int, SpooledPart]
 
 
+class _Pause:
+    """Handed to the request's session when no part is ready: give the association back for now."""
+
+
+class _Stop:
+    """Handed to a session when it gets no more parts."""
+
+
 class PartStores(Generic[Outcome]):
     """Stores every part with ``store``: on the request's session from ``open_session`` (opened at the
-    first part), and on a spare session from ``open_spare`` (started at the second part) whenever that
-    one is free."""
+    first part), and on a spare session from ``open_spare`` (started at the second part)."""
 
     def __init__(self, store: Callable[[SpooledPart, StoreSession], Outcome],
                  open_session: Callable[[Sequence[UploadedInstance]], AbstractContextManager[StoreSession]],
@@ -43,43 +50,42 @@ class PartStores(Generic[Outcome]):
         self.open_spare = open_spare
         self.outcomes: dict[int, Outcome] = {}
         self.read_error: Exception | None = None  # what reading the body raised
-        self._spare: _Spare[Outcome] | None = None
-        self._spare_tried = False
-        self._seen: list[UploadedInstance] = []  # the first instances: what the spare session proposes
-        self._session: StoreSession | None = None
+        self._seen: list[UploadedInstance] = []  # the first instances: what the sessions propose
+        # A session waiting for a part puts itself here; None: a session ended.
+        self._free: queue.Queue[_Storing[Outcome] | None] = queue.Queue()
+        self._main: _Storing[Outcome] | None = None
+        self._spare: _Storing[Outcome] | None = None
 
     def run(self, parts: Iterator[SpooledPart]) -> list[Outcome]:
         """Each part's outcome in the order of the body. Reading stops at the first error, left in
-        ``read_error`` once every part read before it is stored; what opening the session or storing
-        raised is raised (a body without parts opens no session)."""
+        ``read_error`` once every part read before it is stored; what opening the request's session
+        or storing raised is raised (a body without parts opens no session)."""
         numbered = enumerate(parts)
-        with ExitStack() as sessions:
-            try:
-                while True:
-                    try:
-                        item = next(numbered)
-                    except StopIteration:
-                        break
-                    except Exception as error:
-                        self.read_error = error
-                        break
-                    if item[1].instance is not None and len(self._seen) < 2:
-                        self._seen.append(item[1].instance)
-                    session = self._session or self._open(sessions, item)
-                    if item[0] == 1:
-                        self._start_spare()
-                    if self._spare is not None and self._spare.free():
-                        self._spare.hand(item)
-                    else:
-                        self._store_one(item, session)
-            finally:
-                if self._spare is not None:
-                    self._spare.finish()
-                close = getattr(parts, "close", None)
-                if close is not None:  # the parts read ahead are discarded now, not when collected
-                    close()
-        if self._spare is not None and self._spare.failure is not None:
-            raise self._spare.failure
+        sessions = ExitStack()
+        try:
+            while True:
+                try:
+                    item = next(numbered)
+                except StopIteration:
+                    break
+                except Exception as error:
+                    self.read_error = error
+                    break
+                if item[1].instance is not None and len(self._seen) < 2:
+                    self._seen.append(item[1].instance)
+                if self._main is None:
+                    self._start_main(sessions, item)
+                elif item[0] == 1:
+                    opening = self.open_spare(self._seen)
+                    if opening is not None:
+                        self._spare = _Storing(self, "stow-spare", opening=opening)
+                if not self._hand(item):
+                    break
+        finally:
+            self._end(sessions, parts)
+        for storing in (self._main, self._spare):
+            if storing is not None and storing.failure is not None:
+                raise storing.failure
         return [self.outcomes[index] for index in sorted(self.outcomes)]
 
     def pause(self) -> None:
@@ -87,26 +93,48 @@ class PartStores(Generic[Outcome]):
         spare session ends. Called on the request's greenlet, from within reading the next part."""
         if self._spare is not None:
             self._spare.stop()
-        if self._session is not None:
-            self._session.pause()
+        if self._main is not None and not self._main.stopped:
+            self._main.inbox.put(_Pause())
 
-    def _open(self, sessions: ExitStack, first: Item) -> StoreSession:
+    def _start_main(self, sessions: ExitStack, first: Item) -> None:
         try:
-            self._session = sessions.enter_context(self.open_session(self._seen))
+            session = sessions.enter_context(self.open_session(self._seen))
         except BaseException:
             first[1].discard()
             raise
-        return self._session
+        self._main = _Storing(self, "stow-main", session=session)
 
-    def _start_spare(self) -> None:
-        if self._spare_tried:
-            return
-        self._spare_tried = True
-        opened = self.open_spare(self._seen)
-        if opened is not None:
-            self._spare = _Spare(self, opened)
+    def _hand(self, item: Item) -> bool:
+        """To the first session free. False once storing raised (run() raises it then; the part is
+        discarded, and no more are read)."""
+        while True:
+            storing = self._free.get()
+            if storing is None:  # a session ended: a spare with no room at the origin, or storing raised
+                if any(s is not None and s.failure is not None for s in (self._main, self._spare)):
+                    item[1].discard()
+                    return False
+                continue
+            if storing.stopped:
+                continue
+            storing.inbox.put(item)
+            return True
 
-    def _store_one(self, item: Item, session: StoreSession) -> None:
+    def _end(self, sessions: ExitStack, parts: Iterator[SpooledPart]) -> None:
+        """Every part handed out is stored before this returns; the two associations are released at
+        the same time."""
+        for storing in (self._main, self._spare):
+            if storing is not None:
+                storing.stop()
+        if self._main is not None:
+            self._main.thread.join()
+        sessions.close()
+        if self._spare is not None:
+            self._spare.thread.join()
+        close = getattr(parts, "close", None)
+        if close is not None:  # the parts read ahead are discarded now, not when collected
+            close()
+
+    def store_one(self, item: Item, session: StoreSession) -> None:
         index, part = item
         try:
             self.outcomes[index] = self.store(part, session)
@@ -114,49 +142,56 @@ class PartStores(Generic[Outcome]):
             part.discard()
 
 
-class _Spare(Generic[Outcome]):
-    """The spare session on a thread (a greenlet under gevent) of its own, taking one part at a time."""
+class _Storing(Generic[Outcome]):
+    """A session storing the parts handed to it, on a thread (a greenlet under gevent) of its own: the
+    request's ``session``, or a spare one ``opening`` here (None, or a BackendError on entering it: no
+    room at the origin, and the request's session stores everything)."""
 
-    def __init__(self, stores: PartStores[Outcome], opened: AbstractContextManager[StoreSession]) -> None:
+    def __init__(self, stores: PartStores[Outcome], name: str, session: StoreSession | None = None,
+                 opening: AbstractContextManager[StoreSession] | None = None) -> None:
         self.stores = stores
-        self.opened = opened
-        self.inbox: queue.Queue[Item | None] = queue.Queue(maxsize=1)
+        self.session = session
+        self.opening = opening
+        self.inbox: queue.Queue[Item | _Pause | _Stop] = queue.Queue()
         self.failure: BaseException | None = None
-        self._waiting = False
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="stow-spare", daemon=True)
-        self._thread.start()
-
-    def free(self) -> bool:
-        """Open, and waiting for a part."""
-        return self._waiting and not self._stopped and self.inbox.empty()
-
-    def hand(self, item: Item) -> None:
-        self._waiting = False
-        self.inbox.put(item)
+        self.stopped = False  # (on the request's greenlet) handed _Stop: no more parts for it
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
 
     def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.inbox.put(None)
-
-    def finish(self) -> None:
-        self.stop()
-        self._thread.join()
+        if not self.stopped:
+            self.stopped = True
+            self.inbox.put(_Stop())
 
     def _run(self) -> None:
         try:
-            with self.opened as session:
-                while not self._stopped:
-                    self._waiting = True
-                    item = self.inbox.get()
-                    if item is None:
-                        break
-                    self.stores._store_one(item, session)
-        except BackendError as error:  # no room at the origin now: the request's session does it all
-            log.debug("STOW-RS without a second session: %s", error)
+            if self.session is not None:
+                self._serve(self.session)
+            elif self.opening is not None:
+                try:
+                    session = self.opening.__enter__()
+                except BackendError as error:
+                    log.debug("STOW-RS without a second session: %s", error)
+                    return
+                try:
+                    self._serve(session)
+                except BaseException as error:
+                    if not self.opening.__exit__(type(error), error, error.__traceback__):
+                        raise
+                else:
+                    self.opening.__exit__(None, None, None)
         except BaseException as error:  # the request's greenlet raises it
             self.failure = error
         finally:
-            self._waiting = False
-            self._stopped = True
+            self.stores._free.put(None)
+
+    def _serve(self, session: StoreSession) -> None:
+        while True:
+            self.stores._free.put(self)
+            item = self.inbox.get()
+            while isinstance(item, _Pause):
+                session.pause()
+                item = self.inbox.get()
+            if isinstance(item, _Stop):
+                return
+            self.stores.store_one(item, session)

@@ -202,3 +202,29 @@ def test_an_origin_that_is_down_raises_and_leaves_no_part_behind(tmp_path: Path)
         PartStores(store, down, lambda like: None).run(body())
     assert len(read) == 1  # no more of the body read
     assert not list(tmp_path.iterdir())
+
+
+def test_a_part_goes_to_whichever_session_is_free_first(tmp_path: Path):
+    """Neither session waits while the other has parts to spare: here the spare stores ten parts in the
+    time the request's session stores one, and takes most of them."""
+    main, spare = Session("main", 0.05), Session("spare", 0.005)
+
+    @contextmanager
+    def open_spare_session(like):
+        yield spare
+
+    outcomes = PartStores(store, opening(main), open_spare_session).run(parts(tmp_path, 24))
+    assert [uid for uid, _ in outcomes] == [f"1.2.{n}" for n in range(24)]
+    assert len(spare.stored) >= 3 * len(main.stored), (main.stored, spare.stored)
+
+
+def test_what_storing_on_the_request_session_raised_is_raised_and_no_part_is_left(tmp_path: Path):
+    class Broken(Session):
+        def store(self, instance: UploadedInstance) -> StoreOutcome:
+            if instance.sop_instance_uid == "1.2.3":
+                raise RuntimeError("unexpected")
+            return super().store(instance)
+
+    with pytest.raises(RuntimeError, match="unexpected"):
+        PartStores(store, opening(Broken("main")), lambda like: None).run(parts(tmp_path, 10))
+    assert not list(tmp_path.iterdir())
