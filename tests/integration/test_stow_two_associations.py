@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
@@ -42,13 +43,18 @@ def debug_gateway(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) ->
 
 def stow(gateway: Gateway, aet: str, seed: int) -> tuple[list[str], dict, str]:
     study = generate_study(random.Random(seed), n_series=1, instances_per_series=INSTANCES, rows=64, columns=64)
-    body = b"".join(write_multipart([part10(d) for d in study], "application/dicom", BOUNDARY))
+    return stow_datasets(gateway, aet, study)
+
+
+def stow_datasets(gateway: Gateway, aet: str, datasets: list[Dataset]) -> tuple[list[str], dict, str]:
+    """The instances' UIDs in the order sent, the response module and the gateway's log meanwhile."""
+    body = b"".join(write_multipart([part10(d) for d in datasets], "application/dicom", BOUNDARY))
     responses: list[requests.Response] = []
     log = log_during(gateway, lambda: responses.append(requests.post(
         f"{gateway.url}/aets/{aet}/studies", data=body, timeout=60,
         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})))
     assert responses[0].status_code == 200, responses[0].text
-    return [str(d.SOPInstanceUID) for d in study], responses[0].json(), log
+    return [str(d.SOPInstanceUID) for d in datasets], responses[0].json(), log
 
 
 def referenced(module: dict) -> list[str]:
@@ -111,12 +117,7 @@ def test_a_body_of_several_classes_renegotiates_once(debug_gateway: Gateway, ort
         instances.append(generate_study(random.Random(seed), n_series=1, instances_per_series=1, rows=8, columns=8,
                                         modalities=(modality,))[0])
     instances[1].SOPClassUID = instances[1].file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    body = b"".join(write_multipart([part10(d) for d in instances], "application/dicom", BOUNDARY))
-    responses: list[requests.Response] = []
-    log = log_during(debug_gateway, lambda: responses.append(requests.post(
-        f"{debug_gateway.url}/aets/ONESLOT/studies", data=body, timeout=60,
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})))
-    assert responses[0].status_code == 200, responses[0].text
-    assert referenced(responses[0].json()) == [str(d.SOPInstanceUID) for d in instances]
+    sent, module, log = stow_datasets(debug_gateway, "ONESLOT", instances)
+    assert referenced(module) == sent
     assert opened(log, "ONESLOT") == 2, log[-3000:]
     assert len(re.findall(r"renegotiating with ONESLOT@", log)) == 1, log[-3000:]
