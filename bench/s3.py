@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from common import Gateway, gateway_config, report, timed
+from common import Gateway, gateway_config, report, timed_in_turn
 from dicomrst.sample_pacs.studies import generate_study
 from tests.peers import MotoS3
 
@@ -60,8 +60,8 @@ def main() -> None:
                 bodies = list(pool.map(lambda key: client.get_object(Bucket=BUCKET, Key=key)["Body"].read(), keys))
             assert len(bodies) == args.instances
 
-        gateway_times = timed(through_gateway, args.repeats)
-        floor_times = timed(floor, args.repeats)
+        # In turn on every round: moto's server slows down as it runs, which would fall on one side only.
+        gateway_times, floor_times = timed_in_turn([through_gateway, floor], args.repeats)
         report(f"S3 WADO-RS series of {args.instances} instances of 512x512x16 bit, concurrency {args.concurrency}, "
                f"{args.workers} gunicorn workers", gateway_times, floor_times, target=1.1)
     finally:
