@@ -149,3 +149,15 @@ def test_closing_sends_what_is_joined(pair: tuple[BufferedAssociationSocket, soc
     buffered.send(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # an A-ABORT
     buffered.close()
     assert peer.recv(100) == b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+
+
+def test_a_primitive_queued_while_the_reactor_is_busy_costs_no_wake_up(
+        pair: tuple[BufferedAssociationSocket, socket.socket], monkeypatch: pytest.MonkeyPatch):
+    buffered, _ = pair
+    monkeypatch.setattr(pdu_socket, "IDLE_WAIT_SECONDS", 30.0)
+    buffered.assoc.dul.to_provider_queue.put("a primitive")
+    with pytest.raises(BlockingIOError):
+        buffered._wake_reader.recv(1)
+    started = time.monotonic()
+    assert not buffered.ready  # ready() returns at once, for the reactor to send it
+    assert time.monotonic() - started < 10
