@@ -165,21 +165,16 @@ class _Storing(Generic[Outcome]):
 
     def _run(self) -> None:
         try:
-            if self.session is not None:
-                self._serve(self.session)
-            elif self.opening is not None:
-                try:
-                    session = self.opening.__enter__()
-                except BackendError as error:
-                    log.debug("STOW-RS without a second session: %s", error)
-                    return
-                try:
+            with ExitStack() as opened:
+                session = self.session
+                if session is None and self.opening is not None:
+                    try:
+                        session = opened.enter_context(self.opening)
+                    except BackendError as error:
+                        log.debug("STOW-RS without a second session: %s", error)
+                        return
+                if session is not None:
                     self._serve(session)
-                except BaseException as error:
-                    if not self.opening.__exit__(type(error), error, error.__traceback__):
-                        raise
-                else:
-                    self.opening.__exit__(None, None, None)
         except BaseException as error:  # the request's greenlet raises it
             self.failure = error
         finally:

@@ -250,9 +250,10 @@ def _get(association: Association, selection: InstanceSelection, arrivals: queue
     if needs_c_find(final, delivered):
         # A survey that did not count the selection's instances (a series surveyed by its study's classes)
         # cannot tell "nothing matches" from "could not send": a C-FIND of the selection does.
-        counted = survey is not None and survey.instances is not None
-        holdings = Holdings(survey.instances) if counted and survey is not None else holdings_on(
-            association, selection, timeout_seconds)
+        if survey is not None and survey.instances is not None:
+            holdings = Holdings(survey.instances)
+        else:
+            holdings = holdings_on(association, selection, timeout_seconds)
     return final, delivered, holdings
 
 
