@@ -421,3 +421,24 @@ def test_oldest_covering_chooses_among_the_moves_it_is_given(root):
     assert spool.oldest_covering(candidates, STUDY, SERIES, SOP, taken={second}) == first
     assert spool.oldest_covering([first], STUDY, SERIES, SOP, taken=[first]) is None
     assert spool.oldest_covering([], STUDY, SERIES, SOP) is None
+
+
+def test_the_receiver_pid_is_written_into_a_root_another_gateway_reaped_meanwhile(tmp_path, monkeypatch):
+    """An empty receiver root (no pid file yet) is what reap_spool removes: another gateway's receiver
+    sharing the spool base may do so between the root's creation and this write."""
+    root = tmp_path / "base" / "RECEIVER_104"
+    root.mkdir(parents=True)
+    spool.reap_spool(tmp_path / "base")  # what the other gateway does every REAP_SECONDS
+    assert not root.exists()
+    original = Path.write_text
+    reaped = []
+
+    def reaped_first(self, *args, **kwargs):
+        if not reaped:  # once more, right between the root's creation and the write
+            reaped.append(True)
+            spool.reap_spool(tmp_path / "base")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", reaped_first)
+    spool.write_receiver_pid(root)
+    assert reaped and spool.receiver_running(root)

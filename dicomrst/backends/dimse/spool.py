@@ -52,10 +52,24 @@ RECEIVER_PID_FILE = "receiver.pid"
 
 def write_receiver_pid(root: Path) -> None:
     """Say which process receives into this spool, so workers can tell a dead receiver from a PACS
-    that has nothing to send."""
+    that has nothing to send.
+
+    Until this file is in, the root is an empty folder, which another gateway's receiver sharing the
+    spool base removes when it reaps (``reap_spool``, every REAP_SECONDS): the root is made again here
+    as often as it vanished meanwhile."""
     temporary = root / f".{RECEIVER_PID_FILE}.{os.getpid()}"
-    temporary.write_text(str(os.getpid()))
-    os.replace(temporary, root / RECEIVER_PID_FILE)
+    for attempt in range(_PID_FILE_ATTEMPTS):
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            temporary.write_text(str(os.getpid()))
+            os.replace(temporary, root / RECEIVER_PID_FILE)
+            return
+        except FileNotFoundError:
+            if attempt == _PID_FILE_ATTEMPTS - 1:
+                raise
+
+
+_PID_FILE_ATTEMPTS = 5
 
 
 def receiver_running(root: Path) -> bool:
